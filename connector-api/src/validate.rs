@@ -1,0 +1,193 @@
+//! Checks a batch against the request it answers: the right stream, at most `max_records`
+//! records, every record inside the window and well-formed. The host runs this on every
+//! batch it receives; the conformance kit runs it too, so both judge a connector alike.
+
+use crate::{
+    AgentStatus, ContactEvent, Extra, QueueInterval, ReadBatch, ReadRequest, Records, TimeWindow,
+    UtcMillis,
+};
+use abi_stable::std_types::ROption;
+use std::fmt;
+
+/// One thing wrong with a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The index of the offending record in the batch, if it is about one record.
+    pub record: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.record {
+            Some(index) => write!(f, "record {index}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// At most this many violations are collected per batch: enough to diagnose, bounded.
+const MAX_VIOLATIONS: usize = 20;
+
+/// Every violation in `batch` as an answer to `request` (empty when the batch is valid).
+pub fn check_batch(request: &ReadRequest, batch: &ReadBatch) -> Vec<Violation> {
+    let mut violations = Violations::default();
+    if batch.records.stream() != request.stream {
+        violations.batch(format!(
+            "batch holds {} records but {} was requested",
+            batch.records.stream(),
+            request.stream
+        ));
+        return violations.0;
+    }
+    let n_records = batch.records.len();
+    if n_records > request.max_records as usize {
+        violations.batch(format!(
+            "batch holds {n_records} records but max_records was {}",
+            request.max_records
+        ));
+    }
+    if let ROption::RSome(cursor) = &batch.next_cursor {
+        if request.cursor.as_ref() == ROption::RSome(cursor) {
+            violations.batch(format!(
+                "cursor did not advance: the batch returned the cursor it was given ({cursor:?})"
+            ));
+        }
+    }
+    let window = request.window.into_option();
+    match &batch.records {
+        Records::QueueIntervals(records) => {
+            for (index, record) in records.iter().enumerate() {
+                check_queue_interval(record, window, &mut violations.at(index));
+            }
+        }
+        Records::ContactEvents(records) => {
+            for (index, record) in records.iter().enumerate() {
+                check_contact_event(record, window, &mut violations.at(index));
+            }
+        }
+        Records::AgentStatuses(records) => {
+            for (index, record) in records.iter().enumerate() {
+                check_agent_status(record, window, &mut violations.at(index));
+            }
+        }
+    }
+    violations.0
+}
+
+#[derive(Default)]
+struct Violations(Vec<Violation>);
+
+impl Violations {
+    fn batch(&mut self, message: String) {
+        self.push(None, message);
+    }
+
+    fn push(&mut self, record: Option<usize>, message: String) {
+        if self.0.len() < MAX_VIOLATIONS {
+            self.0.push(Violation { record, message });
+        }
+    }
+
+    fn at(&mut self, index: usize) -> RecordViolations<'_> {
+        RecordViolations {
+            violations: self,
+            index,
+        }
+    }
+}
+
+struct RecordViolations<'a> {
+    violations: &'a mut Violations,
+    index: usize,
+}
+
+impl RecordViolations<'_> {
+    fn push(&mut self, message: String) {
+        self.violations.push(Some(self.index), message);
+    }
+
+    fn non_empty(&mut self, field: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.push(format!("{field} is empty"));
+        }
+    }
+
+    fn in_window(&mut self, field: &str, instant: UtcMillis, window: Option<TimeWindow>) {
+        if let Some(window) = window {
+            if !window.contains(instant) {
+                self.push(format!("{field} {instant} is outside the window {window}"));
+            }
+        }
+    }
+
+    fn seconds(&mut self, field: &str, value: f64) {
+        if !value.is_finite() || value < 0.0 {
+            self.push(format!(
+                "{field} must be a finite number of seconds >= 0, found {value}"
+            ));
+        }
+    }
+
+    fn extras(&mut self, extras: &[Extra]) {
+        for extra in extras {
+            if extra.name.trim().is_empty() {
+                self.push("an extra has an empty name".to_string());
+            }
+            if !extra.value.is_finite() {
+                self.push(format!(
+                    "extra {} must be finite, found {}",
+                    extra.name, extra.value
+                ));
+            }
+        }
+    }
+}
+
+fn check_queue_interval(
+    record: &QueueInterval,
+    window: Option<TimeWindow>,
+    violations: &mut RecordViolations<'_>,
+) {
+    violations.non_empty("queue_id", &record.queue_id);
+    violations.in_window("interval start", record.start, window);
+    if record.interval_minutes == 0 || 1440 % record.interval_minutes != 0 {
+        violations.push(format!(
+            "interval_minutes must divide a day (15, 30, 60, ...), found {}",
+            record.interval_minutes
+        ));
+    }
+    if record.start.0 % 60_000 != 0 {
+        violations.push(format!(
+            "interval start {} is not on a whole minute",
+            record.start
+        ));
+    }
+    violations.seconds("handle_time_secs", record.handle_time_secs);
+    violations.extras(&record.extras);
+}
+
+fn check_contact_event(
+    record: &ContactEvent,
+    window: Option<TimeWindow>,
+    violations: &mut RecordViolations<'_>,
+) {
+    violations.non_empty("queue_id", &record.queue_id);
+    violations.in_window("timestamp", record.timestamp, window);
+    violations.seconds("duration_secs", record.duration_secs);
+}
+
+fn check_agent_status(
+    record: &AgentStatus,
+    window: Option<TimeWindow>,
+    violations: &mut RecordViolations<'_>,
+) {
+    violations.non_empty("agent_id", &record.agent_id);
+    violations.non_empty("activity_id", &record.activity_id);
+    violations.in_window("start", record.start, window);
+    if let Some(end) = record.end.into_option() {
+        if end < record.start {
+            violations.push(format!("end {end} is before start {}", record.start));
+        }
+    }
+}
