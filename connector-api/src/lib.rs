@@ -76,6 +76,9 @@ pub use abi::{
     ConnectorModuleRef, DiscoveredItem, DiscoveredQueue, Discovery, ReadBatch, ReadRequest, Reject,
     TimeWindow,
 };
+/// The FFI-safe standard types the records are made of, re-exported so that connector
+/// crates need no direct dependency for them.
+pub use abi_stable::std_types::{RCowStr, ROption, RResult, RSlice, RStr, RString, RVec};
 pub use error::{ConnectorError, ErrorKind};
 pub use manifest::{Manifest, ReadMode, SettingInfo, StreamInfo, StreamKind};
 pub use records::{AgentStatus, Channel, ContactEvent, Extra, QueueInterval, Records, UtcMillis};
