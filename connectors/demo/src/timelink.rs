@@ -138,10 +138,10 @@ fn next_shift_start(model: &Model, agent: u32, date: Date) -> Result<i64, Connec
 struct Durations(u64);
 
 impl Durations {
-    /// A duration between `low` and `high` milliseconds.
+    /// A duration between `low` and `high` milliseconds, in whole seconds (as ACDs log).
     fn between(&mut self, low: i64, high: i64) -> i64 {
         self.0 = mix(&[self.0]);
-        low + (unit(self.0) * (high - low) as f64) as i64
+        (low + (unit(self.0) * (high - low) as f64) as i64) / SECOND * SECOND
     }
 }
 
