@@ -195,9 +195,15 @@ pub struct ConnectorModule {
     /// Describes the connector. Cheap; called once when the plugin loads.
     pub manifest: extern "C" fn() -> RResult<Manifest, ConnectorError>,
 
-    /// Opens a connector instance from its settings, a JSON object.
+    /// Opens a connector instance from its settings (a JSON object, what the operator
+    /// wrote in `[connector.settings]`) and the host's context for it (a JSON object:
+    /// `name`, the configured connector name, and `timezone`, the source's time zone;
+    /// hosts may add keys, so readers must ignore keys they do not know).
     #[sabi(last_prefix_field)]
-    pub open: extern "C" fn(settings_json: RStr<'_>) -> RResult<ConnectorBox, ConnectorError>,
+    pub open: extern "C" fn(
+        settings_json: RStr<'_>,
+        context_json: RStr<'_>,
+    ) -> RResult<ConnectorBox, ConnectorError>,
 }
 
 impl RootModule for ConnectorModuleRef {

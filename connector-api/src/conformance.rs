@@ -32,7 +32,8 @@
 //! The source must not change while the kit runs.
 
 use crate::{
-    sdk::{module_for, Connector},
+    sdk::{module_for, Connector, OpenContext},
+    time::SourceTimeZone,
     validate::check_batch,
     ConnectorBox, ConnectorModuleRef, ErrorKind, Manifest, ReadBatch, ReadMode, ReadRequest,
     Records, StreamKind, TimeWindow, UtcMillis,
@@ -53,6 +54,7 @@ pub fn check<C: Connector>(
 #[derive(Clone, Debug)]
 pub struct Conformance {
     settings_json: String,
+    context_json: String,
     window: TimeWindow,
     max_records: u32,
     max_pages: usize,
@@ -101,10 +103,17 @@ impl Conformance {
     pub fn new(settings: &serde_json::Value, window: TimeWindow) -> Conformance {
         Conformance {
             settings_json: settings.to_string(),
+            context_json: OpenContext::new("conformance", SourceTimeZone::utc()).to_json(),
             window,
             max_records: 50,
             max_pages: 10_000,
         }
+    }
+
+    /// The source's time zone handed to `open` (default UTC).
+    pub fn timezone(mut self, timezone: SourceTimeZone) -> Conformance {
+        self.context_json = OpenContext::new("conformance", timezone).to_json();
+        self
     }
 
     /// The page size of the paging checks (default 50): small, so paging is exercised.
@@ -255,7 +264,12 @@ impl Run<'_> {
     }
 
     fn open(&mut self) -> Option<ConnectorBox> {
-        match (self.module.open())(self.options.settings_json.as_str().into()).into_result() {
+        match (self.module.open())(
+            self.options.settings_json.as_str().into(),
+            self.options.context_json.as_str().into(),
+        )
+        .into_result()
+        {
             Ok(instance) => Some(instance),
             Err(error) => {
                 self.fail(format!("open() with the given settings failed: {error}"));
@@ -265,7 +279,9 @@ impl Run<'_> {
     }
 
     fn check_instance(&mut self, manifest: &Manifest) -> Vec<StreamReport> {
-        match (self.module.open())("42".into()).into_result() {
+        match (self.module.open())("42".into(), self.options.context_json.as_str().into())
+            .into_result()
+        {
             Ok(_) => self.fail(
                 "open() accepted settings that are not a JSON object (42); expected a config error",
             ),

@@ -15,8 +15,8 @@
 //! ```
 
 use crate::{
-    CheckReport, ConnectorBox, ConnectorError, ConnectorInstance, ConnectorModule,
-    ConnectorModuleRef, Discovery, ErrorKind, Manifest, ReadBatch, ReadRequest,
+    time::SourceTimeZone, CheckReport, ConnectorBox, ConnectorError, ConnectorInstance,
+    ConnectorModule, ConnectorModuleRef, Discovery, ErrorKind, Manifest, ReadBatch, ReadRequest,
 };
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
@@ -40,8 +40,9 @@ pub trait Connector: Send + Sized + 'static {
     fn manifest() -> Manifest;
 
     /// Validates the settings and prepares the connector. Should not read data; may
-    /// connect. Return [`ErrorKind::CONFIG`] errors for bad settings.
-    fn open(settings: Self::Settings) -> Result<Self, ConnectorError>;
+    /// connect. Return [`ErrorKind::CONFIG`] errors for bad settings. `context` carries what
+    /// the host knows about this connector, above all the source's time zone.
+    fn open(settings: Self::Settings, context: &OpenContext) -> Result<Self, ConnectorError>;
 
     /// Tests the connection to the source.
     fn check(&mut self) -> Result<CheckReport, ConnectorError>;
@@ -143,10 +144,12 @@ extern "C" fn manifest_entry<C: Connector>() -> RResult<Manifest, ConnectorError
 
 extern "C" fn open_entry<C: Connector>(
     settings_json: RStr<'_>,
+    context_json: RStr<'_>,
 ) -> RResult<ConnectorBox, ConnectorError> {
     catch_panic("open", || {
+        let context = OpenContext::from_json(context_json.as_str())?;
         let settings = parse_settings::<C::Settings>(settings_json.as_str())?;
-        let connector = C::open(settings)?;
+        let connector = C::open(settings, &context)?;
         let adapter = Adapter {
             connector,
             panicked_in: None,
@@ -155,6 +158,53 @@ extern "C" fn open_entry<C: Connector>(
     })
     .and_then(|result| result)
     .into()
+}
+
+/// What the host tells a connector when it opens it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct OpenContext {
+    /// The connector's name in the host's configuration, for messages.
+    pub name: String,
+    /// The time zone the source writes local times in (the connector's `timezone` key).
+    pub timezone: SourceTimeZone,
+}
+
+impl OpenContext {
+    /// A context for tests and tools: the given name and time zone.
+    pub fn new(name: &str, timezone: SourceTimeZone) -> OpenContext {
+        OpenContext {
+            name: name.to_string(),
+            timezone,
+        }
+    }
+
+    /// The context as it crosses the ABI.
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ "name": self.name, "timezone": self.timezone.name() }).to_string()
+    }
+
+    /// Reads the context the host sent; keys this version does not know are ignored.
+    pub fn from_json(context_json: &str) -> Result<OpenContext, ConnectorError> {
+        #[derive(serde::Deserialize)]
+        struct RawContext {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            timezone: Option<String>,
+        }
+        let raw: RawContext = serde_json::from_str(context_json).map_err(|error| {
+            ConnectorError::internal(format!("the host sent an unreadable open context: {error}"))
+        })?;
+        let timezone = match raw.timezone.as_deref() {
+            Some(name) => SourceTimeZone::new(name)?,
+            None => SourceTimeZone::utc(),
+        };
+        Ok(OpenContext {
+            name: raw.name,
+            timezone,
+        })
+    }
 }
 
 /// Deserializes settings, naming the key at fault (`queues: invalid type: ...`).

@@ -315,7 +315,12 @@ fn open(
     name: &str,
 ) -> anyhow::Result<(ConnectorConfig, Session)> {
     let (connector, plugin) = resolve(config, registry, name)?;
-    let session = Session::open(&connector.name, plugin, &connector.settings)?;
+    let session = Session::open(
+        &connector.name,
+        plugin,
+        &connector.settings,
+        &connector.timezone,
+    )?;
     Ok((connector, session))
 }
 
@@ -432,7 +437,7 @@ fn read(
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut write_error: Option<std::io::Error> = None;
     let mut n_records = 0usize;
-    let mut write_batch = |batch: ReadBatch| {
+    let write_batch = |batch: ReadBatch| {
         for reject in batch.rejects.iter() {
             progress.suspend(|| eprintln!("rejected {}: {}", reject.position, reject.message));
         }
@@ -447,8 +452,7 @@ fn read(
         progress.tick();
         ControlFlow::Continue(())
     };
-    let summary = session.read_pages(stream, window, None, max_records, &mut write_batch);
-    drop(write_batch);
+    let summary = session.read_pages(stream, window, None, max_records, write_batch);
     progress.finish_and_clear();
     let summary = summary?;
     let written = match write_error {

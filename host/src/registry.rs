@@ -317,18 +317,30 @@ fn classify(error: LibraryError) -> LoadFailureReason {
     }
 }
 
-/// abi_stable's layout report is many lines long; the first line that names an error is
-/// enough for the one-line reason.
+/// abi_stable's layout report is many lines long; the one-line reason names the first
+/// error and, where the report shows it, the field of the root module where it was found.
 fn summarize_layout_error(detail: &str) -> String {
-    detail
-        .lines()
-        .map(str::trim)
-        .find(|line| {
-            line.starts_with("Error:") || line.contains("mismatch") || line.contains("Mismatched")
-        })
-        .or_else(|| detail.lines().map(str::trim).find(|line| !line.is_empty()))
+    let lines: Vec<&str> = detail.lines().map(str::trim).collect();
+    let error = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("Error:"))
+        .or_else(|| lines.iter().copied().find(|line| !line.is_empty()))
         .unwrap_or("the plugin's types differ from the host's")
-        .trim_start_matches("Error:")
-        .trim()
-        .to_string()
+        .trim();
+    // The report lists the path to the mismatch after "error(s)inside:" as `field_name:`
+    // lines; numeric names are wrapper fields, the first named one is the root module's.
+    let field = lines
+        .iter()
+        .rposition(|line| line.ends_with("error(s)inside:"))
+        .and_then(|start| {
+            lines[start..]
+                .iter()
+                .take_while(|line| !line.starts_with("Layout of expected type"))
+                .filter_map(|line| line.strip_prefix("field_name:"))
+                .find(|name| !name.is_empty() && !name.chars().all(|c| c.is_ascii_digit()))
+        });
+    match field {
+        Some(field) => format!("{error} (at root module field `{field}`)"),
+        None => error.to_string(),
+    }
 }

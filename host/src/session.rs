@@ -3,6 +3,8 @@
 
 use crate::registry::Plugin;
 use acdlink_connector_api::{
+    sdk::OpenContext,
+    time::SourceTimeZone,
     validate::{check_batch, Violation},
     CheckReport, ConnectorBox, ConnectorError, Discovery, Manifest, RSlice, ReadBatch, ReadMode,
     ReadRequest, StreamKind, TimeWindow,
@@ -66,20 +68,24 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens `plugin` with JSON `settings` under the configured connector `name`.
+    /// Opens `plugin` with JSON `settings` under the configured connector `name`, whose
+    /// source writes local times in `timezone`.
     pub fn open(
         name: &str,
         plugin: &Plugin,
         settings: &serde_json::Value,
+        timezone: &SourceTimeZone,
     ) -> Result<Session, SessionError> {
         let settings_json = settings.to_string();
-        let instance = (plugin.module.open())(settings_json.as_str().into())
-            .into_result()
-            .map_err(|error| SessionError::Connector {
-                connector: name.to_string(),
-                operation: "open",
-                error,
-            })?;
+        let context_json = OpenContext::new(name, timezone.clone()).to_json();
+        let instance =
+            (plugin.module.open())(settings_json.as_str().into(), context_json.as_str().into())
+                .into_result()
+                .map_err(|error| SessionError::Connector {
+                    connector: name.to_string(),
+                    operation: "open",
+                    error,
+                })?;
         Ok(Session {
             name: name.to_string(),
             manifest: plugin.manifest.clone(),

@@ -24,8 +24,9 @@ pub mod phonelink;
 pub mod timelink;
 
 use acdlink_connector_api::{
-    sdk::Connector, time::SourceTimeZone, CheckReport, ConnectorError, DiscoveredItem,
-    DiscoveredQueue, Discovery, Manifest, ReadBatch, ReadMode, ReadRequest, StreamKind, TimeWindow,
+    sdk::{Connector, OpenContext},
+    CheckReport, ConnectorError, DiscoveredItem, DiscoveredQueue, Discovery, Manifest, ReadBatch,
+    ReadMode, ReadRequest, StreamKind, TimeWindow,
 };
 use model::Model;
 use serde::Deserialize;
@@ -44,8 +45,6 @@ pub struct DemoSettings {
     pub interval_minutes: u32,
     /// Average contacts offered per queue on a weekday.
     pub daily_volume: u32,
-    /// The time zone the simulated contact centre lives in (its curves follow local time).
-    pub timezone: String,
 }
 
 impl Default for DemoSettings {
@@ -56,7 +55,6 @@ impl Default for DemoSettings {
             seed: 1,
             interval_minutes: 15,
             daily_volume: 800,
-            timezone: "UTC".to_string(),
         }
     }
 }
@@ -95,14 +93,11 @@ impl Connector for DemoConnector {
             "average contacts per queue on a weekday (default 800)",
             false,
         )
-        .setting(
-            "timezone",
-            "IANA time zone of the simulated contact centre (default UTC)",
-            false,
-        )
     }
 
-    fn open(settings: DemoSettings) -> Result<Self, ConnectorError> {
+    /// The contact centre lives in the connector's time zone: its curves and shifts
+    /// follow local time there.
+    fn open(settings: DemoSettings, context: &OpenContext) -> Result<Self, ConnectorError> {
         if !(1..=10_000).contains(&settings.queues) {
             return Err(ConnectorError::config(format!(
                 "invalid setting `queues`: expected 1 to 10000, found {}",
@@ -121,11 +116,8 @@ impl Connector for DemoConnector {
                 settings.interval_minutes
             )));
         }
-        let zone = SourceTimeZone::new(&settings.timezone).map_err(|error| {
-            ConnectorError::config(format!("invalid setting `timezone`: {}", error.message))
-        })?;
         Ok(DemoConnector {
-            model: Model::new(settings, zone),
+            model: Model::new(settings, context.timezone.clone()),
         })
     }
 

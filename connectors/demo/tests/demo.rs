@@ -1,8 +1,11 @@
 //! The demo connector held to the conformance kit, and to what makes its data realistic.
 
 use acdlink_connector_api::{
-    conformance, sdk::module_for, AgentStatus, ConnectorBox, ContactEvent, QueueInterval,
-    ReadRequest, Records, StreamKind, TimeWindow, UtcMillis,
+    conformance,
+    sdk::{module_for, OpenContext},
+    time::SourceTimeZone,
+    AgentStatus, ConnectorBox, ContactEvent, QueueInterval, ReadRequest, Records, StreamKind,
+    TimeWindow, UtcMillis,
 };
 use acdlink_connector_demo::DemoConnector;
 use serde_json::json;
@@ -16,14 +19,24 @@ fn window(from: &str, to: &str) -> TimeWindow {
     TimeWindow::new(at(from), at(to))
 }
 
-fn open(settings: serde_json::Value) -> ConnectorBox {
-    (module_for::<DemoConnector>().open())(settings.to_string().as_str().into())
-        .into_result()
-        .expect("demo opens")
+fn open(settings: serde_json::Value, timezone: &str) -> ConnectorBox {
+    let context =
+        OpenContext::new("test", SourceTimeZone::new(timezone).expect("a known zone")).to_json();
+    (module_for::<DemoConnector>().open())(
+        settings.to_string().as_str().into(),
+        context.as_str().into(),
+    )
+    .into_result()
+    .expect("demo opens")
 }
 
 fn read_all(settings: serde_json::Value, stream: StreamKind, window: TimeWindow) -> Records {
-    let mut connector = open(settings);
+    let timezone = settings["timezone"].as_str().unwrap_or("UTC").to_string();
+    let mut settings = settings;
+    if let Some(object) = settings.as_object_mut() {
+        object.remove("timezone");
+    }
+    let mut connector = open(settings, &timezone);
     let mut request = ReadRequest::windowed(stream, window, 4096);
     let mut all: Option<Records> = None;
     loop {
@@ -66,10 +79,12 @@ fn statuses(settings: serde_json::Value, window: TimeWindow) -> Vec<AgentStatus>
 #[test]
 fn passes_the_conformance_kit_across_a_dst_change() {
     // 2024-10-27 is the autumn DST change in Europe/Berlin.
-    let report = conformance::check::<DemoConnector>(
-        &json!({ "queues": 3, "agents": 6, "timezone": "Europe/Berlin", "daily_volume": 300 }),
+    let report = conformance::Conformance::new(
+        &json!({ "queues": 3, "agents": 6, "daily_volume": 300 }),
         window("2024-10-26T00:00:00Z", "2024-10-28T00:00:00Z"),
     )
+    .timezone(SourceTimeZone::new("Europe/Berlin").unwrap())
+    .run::<DemoConnector>()
     .unwrap_or_else(|failure| panic!("{failure}"));
     assert_eq!(report.kind, "demo");
     assert_eq!(report.streams.len(), 3);
@@ -187,13 +202,17 @@ fn the_seed_decides_the_numbers() {
 
 #[test]
 fn bad_settings_name_the_key() {
+    let context = OpenContext::new("test", SourceTimeZone::utc()).to_json();
     let open = |settings: serde_json::Value| {
-        (module_for::<DemoConnector>().open())(settings.to_string().as_str().into())
-            .into_result()
-            .err()
-            .expect("settings are refused")
-            .message
-            .to_string()
+        (module_for::<DemoConnector>().open())(
+            settings.to_string().as_str().into(),
+            context.as_str().into(),
+        )
+        .into_result()
+        .err()
+        .expect("settings are refused")
+        .message
+        .to_string()
     };
     assert_eq!(
         open(json!({ "queues": "many" })),
@@ -204,6 +223,18 @@ fn bad_settings_name_the_key() {
         open(json!({ "interval_minutes": 20 })),
         "invalid setting `interval_minutes`: expected 15, 30 or 60, found 20"
     );
-    assert!(open(json!({ "timezone": "Europe/Hamburg" }))
-        .contains("unknown time zone `Europe/Hamburg`"));
+    assert!(open(json!({ "timezone": "Europe/Berlin" })).contains("unknown field `timezone`"));
+    let bad_zone = (module_for::<DemoConnector>().open())(
+        "{}".into(),
+        r#"{"timezone":"Europe/Hamburg"}"#.into(),
+    )
+    .into_result()
+    .err()
+    .expect("an unknown time zone is refused");
+    assert!(
+        bad_zone
+            .message
+            .contains("unknown time zone `Europe/Hamburg`"),
+        "{bad_zone}"
+    );
 }

@@ -1,0 +1,187 @@
+//! The `acdlink` binary's foundation commands against the built-in demo connector.
+
+use super::*;
+use acdlink::session::Session;
+use acdlink_tests::{stderr, stdout, Sandbox};
+
+const DEMO_CONFIG: &str = "[[connector]]\nname = \"hq\"\nplugin = \"demo\"\ntimezone = \"Europe/Berlin\"\n\n[connector.settings]\nqueues = 3\nagents = 4\n";
+
+#[test]
+fn read_prints_the_connectors_records_as_json_lines_in_its_time_zone() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(DEMO_CONFIG);
+    let output = sandbox.acdlink(&[
+        "read",
+        "hq",
+        "--stream",
+        "phonelink",
+        "--from",
+        "2024-03-04",
+        "--to",
+        "2024-03-05",
+        "--max-records",
+        "10",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    // A local Berlin day (UTC+1 in March): 96 intervals of 3 queues from 23:00 UTC.
+    assert_eq!(printed.len(), 3 * 96);
+    assert_eq!(printed[0]["start"], "2024-03-03T23:00:00Z");
+    assert_eq!(printed[0]["queue_id"], "Q0001");
+    assert_eq!(printed[0]["channel"], "calls");
+    assert!(
+        stderr(&output).contains("read 288 phonelink-intervals record(s) from `hq`"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Exactly what the built-in yields through the library for the same window.
+    let registry = registry(None);
+    let mut session = Session::open(
+        "hq",
+        registry.find("demo").unwrap(),
+        &serde_json::json!({ "queues": 3, "agents": 4 }),
+        &zone("Europe/Berlin"),
+    )
+    .unwrap();
+    let expected = read_json(
+        &mut session,
+        StreamKind::PHONELINK_INTERVALS,
+        window("2024-03-03T23:00:00Z", "2024-03-04T23:00:00Z"),
+        4096,
+    );
+    assert!(
+        printed == expected,
+        "the binary printed other records than the library read"
+    );
+}
+
+#[test]
+fn check_and_discover_use_the_configured_settings() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(DEMO_CONFIG);
+    let check = sandbox.acdlink(&["check", "hq"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert_eq!(
+        stdout(&check).trim(),
+        "hq: ok: demo source ready: 3 queues, 4 agents, 15-minute intervals, time zone Europe/Berlin"
+    );
+    let discover = sandbox.acdlink(&["discover", "hq", "--json"]);
+    assert!(discover.status.success(), "{}", stderr(&discover));
+    let document: serde_json::Value = serde_json::from_str(&stdout(&discover)).unwrap();
+    let queues: Vec<&str> = document["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(queues, ["Q0001", "Q0002", "Q0003"]);
+    assert_eq!(document["agents"].as_array().unwrap().len(), 4);
+    assert!(document["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == "AUX-2"));
+}
+
+#[test]
+fn bad_configuration_names_file_line_and_key() {
+    let sandbox = Sandbox::new();
+    let path =
+        sandbox.write_config("[[connector]]\nname = \"hq\"\nplugin = \"demo\"\nqueues = 3\n");
+    let output = sandbox.acdlink(&["check", "hq"]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!("error: {}:7:1: unknown field `queues`", path.display());
+    assert!(
+        stderr(&output).starts_with(&expected),
+        "{}",
+        stderr(&output)
+    );
+
+    sandbox.write_config("[[connector]]\nname = \"hq\"\nplugin = \"avaya\"\n");
+    let output = sandbox.acdlink(&[
+        "read",
+        "hq",
+        "--stream",
+        "timelink",
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-02",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "error: {}:6:10: connector `hq`: no plugin of kind `avaya` is loaded; loaded kinds: demo",
+        path.display()
+    );
+    assert!(
+        stderr(&output).starts_with(&expected),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn bad_arguments_say_what_was_expected() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(DEMO_CONFIG);
+    let backwards = sandbox.acdlink(&[
+        "read",
+        "hq",
+        "--stream",
+        "timelink",
+        "--from",
+        "2024-01-02",
+        "--to",
+        "2024-01-01",
+    ]);
+    assert_eq!(backwards.status.code(), Some(1));
+    assert!(
+        stderr(&backwards)
+            .contains("--to (2023-12-31T23:00:00Z) must be after --from (2024-01-01T23:00:00Z)"),
+        "{}",
+        stderr(&backwards)
+    );
+
+    let garbled = sandbox.acdlink(&[
+        "read",
+        "hq",
+        "--stream",
+        "timelink",
+        "--from",
+        "yesterday",
+        "--to",
+        "2024-01-01",
+    ]);
+    assert_eq!(garbled.status.code(), Some(1));
+    assert!(
+        stderr(&garbled).contains("--from: expected a date (2024-03-01)"),
+        "{}",
+        stderr(&garbled)
+    );
+    assert!(
+        stderr(&garbled).contains("found \"yesterday\""),
+        "{}",
+        stderr(&garbled)
+    );
+
+    let unknown = sandbox.acdlink(&["check", "nowhere"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown)
+            .contains("no connector `nowhere`: configured connectors: hq; connector kinds: demo"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let no_window = sandbox.acdlink(&["read", "hq", "--stream", "timelink"]);
+    assert_eq!(no_window.status.code(), Some(1));
+    assert!(
+        stderr(&no_window).contains("is read by time window: give both --from and --to"),
+        "{}",
+        stderr(&no_window)
+    );
+}
