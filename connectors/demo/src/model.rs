@@ -136,6 +136,21 @@ pub(crate) fn mix(parts: &[u64]) -> u64 {
     state
 }
 
+/// Another well-mixed hash from `base` and `salt`, in one mixing step: cheap enough to draw
+/// several numbers per record from one `mix` of its key.
+pub(crate) fn derive(base: u64, salt: u64) -> u64 {
+    let mut state = base ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    state = (state ^ (state >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    state = (state ^ (state >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    state ^ (state >> 31)
+}
+
+/// Rounds a number >= 0 to the nearest whole number. `f64::round` is a libm call on
+/// baseline x86-64, and this is on the hot path of every record.
+pub(crate) fn round_whole(value: f64) -> f64 {
+    ((value + 0.5) as u64) as f64
+}
+
 /// A number in `[0, 1)` from a hash.
 pub(crate) fn unit(hash: u64) -> f64 {
     (hash >> 11) as f64 / (1u64 << 53) as f64

@@ -3,7 +3,7 @@
 //! interval add up to that interval's record.
 
 use crate::{
-    model::{mix, signed, unit, Model},
+    model::{derive, mix, round_whole, signed, unit, Model},
     parse_cursor,
 };
 use acdlink_connector_api::{
@@ -29,19 +29,24 @@ fn interval_range(window: TimeWindow, length_ms: i64) -> (i64, i64) {
     (first, end.max(first))
 }
 
+/// The hash every number of one queue and interval is drawn from.
+fn record_key(model: &Model, queue: usize, interval: i64) -> u64 {
+    mix(&[model.settings.seed, queue as u64, interval as u64])
+}
+
 pub(crate) fn interval_numbers(
     model: &Model,
     queue: usize,
     interval: i64,
     load: f64,
 ) -> IntervalNumbers {
-    let seed = model.settings.seed;
     let queue_model = &model.queues[queue];
-    let key = |salt: u64| mix(&[seed, salt, queue as u64, interval as u64]);
+    let base = record_key(model, queue, interval);
+    let key = |salt: u64| derive(base, salt);
     let expected = load * queue_model.size;
-    let offered = (expected * (1.0 + 0.25 * signed(key(10)))).round().max(0.0) as u32;
+    let offered = round_whole((expected * (1.0 + 0.25 * signed(key(10)))).max(0.0)) as u32;
     let handled_rate = queue_model.handled_rate - 0.06 * unit(key(11));
-    let handled = ((f64::from(offered) * handled_rate).round() as u32).min(offered);
+    let handled = (round_whole(f64::from(offered) * handled_rate) as u32).min(offered);
     IntervalNumbers {
         offered,
         handled,
@@ -54,7 +59,8 @@ fn interval_record(model: &Model, queue: usize, interval: i64, load: f64) -> Que
     let numbers = interval_numbers(model, queue, interval, load);
     let queue_model = &model.queues[queue];
     let handled = f64::from(numbers.handled);
-    let key = |salt: u64| mix(&[model.settings.seed, salt, queue as u64, interval as u64]);
+    let base = record_key(model, queue, interval);
+    let key = |salt: u64| derive(base, salt);
     let minutes = model.settings.interval_minutes;
     QueueInterval {
         queue_id: queue_model.id.as_str().into(),
@@ -65,16 +71,19 @@ fn interval_record(model: &Model, queue: usize, interval: i64, load: f64) -> Que
         offered: numbers.offered,
         handled: numbers.handled,
         abandoned: numbers.abandoned,
-        handle_time_secs: (handled * numbers.handle_secs).round(),
+        handle_time_secs: round_whole(handled * numbers.handle_secs),
         extras: RVec::from(vec![
             Extra::fixed(
                 Extra::AFTER_CALL_WORK_SECS,
-                (handled * (20.0 + 15.0 * unit(key(13)))).round(),
+                round_whole(handled * (20.0 + 15.0 * unit(key(13)))),
             ),
-            Extra::fixed(Extra::HOLD_SECS, (handled * 14.0 * unit(key(14))).round()),
+            Extra::fixed(
+                Extra::HOLD_SECS,
+                round_whole(handled * 14.0 * unit(key(14))),
+            ),
             Extra::fixed(
                 Extra::ANSWERED_IN_SERVICE_LEVEL,
-                (handled * (0.65 + 0.3 * unit(key(15)))).round(),
+                round_whole(handled * (0.65 + 0.3 * unit(key(15)))),
             ),
         ]),
     }
@@ -142,15 +151,11 @@ pub(crate) fn read_contacts(
                 if records.len() == max_records {
                     break 'intervals;
                 }
-                let key = |salt: u64| {
-                    mix(&[
-                        model.settings.seed,
-                        salt,
-                        queue_index as u64,
-                        interval as u64,
-                        u64::from(contact),
-                    ])
-                };
+                let contact_key = derive(
+                    record_key(model, queue_index, interval),
+                    u64::from(contact) + 1000,
+                );
+                let key = |salt: u64| derive(contact_key, salt);
                 let handled = contact < numbers.handled;
                 let offset_ms = (unit(key(20)) * length_ms as f64) as i64;
                 records.push(ContactEvent {
@@ -161,7 +166,7 @@ pub(crate) fn read_contacts(
                     offered: true,
                     handled,
                     duration_secs: if handled {
-                        (numbers.handle_secs * (0.3 + 1.4 * unit(key(21)))).round()
+                        round_whole(numbers.handle_secs * (0.3 + 1.4 * unit(key(21))))
                     } else {
                         0.0
                     },
