@@ -11,7 +11,7 @@ use acdlink_connector_api::{
     time::SourceTimeZone, DiscoveredItem, ReadBatch, StreamKind, TimeWindow, UtcMillis,
 };
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{
     io::{BufWriter, Write},
     ops::ControlFlow,
@@ -59,26 +59,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read normalized records and print them as JSON lines on stdout. Nothing is
-    /// uploaded and nothing is committed: an incremental source is left untouched.
-    Read {
-        /// A connector name from the configuration, or a connector kind (default settings).
-        connector: String,
-        /// What to read. `phonelink` means the connector's interval stream if it has one,
-        /// else its contact stream.
-        #[arg(long, value_enum)]
-        stream: StreamArg,
-        /// Start of the window: a date (local midnight in the connector's time zone), a
-        /// local date and time (2024-03-01T08:00), or an instant (2024-03-01T07:00:00Z).
-        #[arg(long)]
-        from: Option<String>,
-        /// End of the window (exclusive), in the same forms as --from.
-        #[arg(long)]
-        to: Option<String>,
-        /// The most records per batch asked of the connector.
-        #[arg(long, default_value_t = 4096)]
-        max_records: u32,
-    },
+    /// Read normalized records and print them as JSON lines on stdout (or into a file).
+    /// Nothing is uploaded and nothing is committed: an incremental source is left
+    /// untouched.
+    Read(ReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// A connector name from the configuration, or a connector kind (default settings).
+    pub connector: String,
+    /// What to read. `phonelink` means the connector's interval stream if it has one,
+    /// else its contact stream.
+    #[arg(long, value_enum)]
+    pub stream: StreamArg,
+    /// Start of the window: a date (local midnight in the connector's time zone), a
+    /// local date and time (2024-03-01T08:00), or an instant (2024-03-01T07:00:00Z).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the window (exclusive), in the same forms as --from.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The most records per batch asked of the connector.
+    #[arg(long, default_value_t = 4096)]
+    pub max_records: u32,
+    /// Write the JSON lines into this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,21 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugins { json } => plugins(&registry, json, cli.verbose > 0),
         Command::Check { connector } => check(&config, &registry, &connector),
         Command::Discover { connector, json } => discover(&config, &registry, &connector, json),
-        Command::Read {
-            connector,
-            stream,
-            from,
-            to,
-            max_records,
-        } => read(
-            &config,
-            &registry,
-            &connector,
-            stream,
-            from.as_deref(),
-            to.as_deref(),
-            max_records,
-        ),
+        Command::Read(args) => read(&config, &registry, &args),
     }
 }
 
@@ -376,16 +369,16 @@ fn discover(config: &Config, registry: &Registry, name: &str, json: bool) -> any
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read(
-    config: &Config,
-    registry: &Registry,
-    name: &str,
-    stream: StreamArg,
-    from: Option<&str>,
-    to: Option<&str>,
-    max_records: u32,
-) -> anyhow::Result<()> {
+fn read(config: &Config, registry: &Registry, args: &ReadArgs) -> anyhow::Result<()> {
+    let ReadArgs {
+        connector: name,
+        stream,
+        from,
+        to,
+        max_records,
+        output,
+    } = args;
+    let (stream, max_records) = (*stream, *max_records);
     if max_records == 0 {
         bail!("--max-records must be at least 1");
     }
@@ -412,7 +405,7 @@ fn read(
             streams_of(manifest)
         );
     };
-    let window = match (from, to) {
+    let window = match (from.as_deref(), to.as_deref()) {
         (Some(from), Some(to)) => {
             let from = parse_instant(from, &connector.timezone).context("--from")?;
             let to = parse_instant(to, &connector.timezone).context("--to")?;
@@ -434,7 +427,16 @@ fn read(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
             .expect("the progress template is valid"),
     );
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let destination = match output {
+        Some(path) => format!("{}", path.display()),
+        None => "stdout".to_string(),
+    };
+    let mut out: BufWriter<Box<dyn Write>> = BufWriter::new(match output {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {destination}"))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    });
     let mut write_error: Option<std::io::Error> = None;
     let mut n_records = 0usize;
     let write_batch = |batch: ReadBatch| {
@@ -462,14 +464,14 @@ fn read(
     match written {
         // The reader went away (`acdlink read .. | head`): not an error of ours.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-        written => written.context("writing records to stdout")?,
+        written => written.with_context(|| format!("writing records to {destination}"))?,
     }
     let what = match window {
         Some(window) => format!("for {window}"),
         None => "since the beginning (nothing committed)".to_string(),
     };
     eprintln!(
-        "read {} {stream} record(s) from `{}` {what} in {} batch(es), {} rejected, in {:.2} s",
+        "read {} {stream} record(s) from `{}` {what} into {destination} in {} batch(es), {} rejected, in {:.2} s",
         summary.n_records,
         connector.name,
         summary.n_batches,
