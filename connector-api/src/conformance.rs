@@ -200,39 +200,11 @@ impl Run<'_> {
     }
 
     fn check_manifest(&mut self, manifest: &Manifest) {
-        let kind = manifest.kind.as_str();
-        let kind_ok = kind.starts_with(|c: char| c.is_ascii_lowercase())
-            && kind
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !kind_ok {
-            self.fail(format!(
-                "manifest: kind must be lower case letters, digits and `-`, starting with a letter, found {kind:?}"
-            ));
+        for problem in manifest.problems() {
+            self.fail(format!("manifest: {problem}"));
         }
-        if manifest.display_name.trim().is_empty() {
-            self.fail("manifest: display_name is empty");
-        }
-        if manifest.vendor.trim().is_empty() {
-            self.fail("manifest: vendor is empty");
-        }
-        let version_ok = {
-            let parts: Vec<&str> = manifest.version.split('.').collect();
-            parts.len() == 3
-                && parts
-                    .iter()
-                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()))
-        };
-        if !version_ok {
-            self.fail(format!(
-                "manifest: version must be major.minor.patch, found {:?}",
-                manifest.version.as_str()
-            ));
-        }
-        if manifest.streams.is_empty() {
-            self.fail("manifest: declares no stream, expected at least one of phonelink-intervals, phonelink-contacts, timelink");
-        }
-        let mut seen_streams = HashSet::new();
+        // A host tolerates streams and modes it does not know (from newer plugins); a
+        // connector checked against its own SDK version must only use known ones.
         for info in manifest.streams.iter() {
             if info.stream.name().is_none() {
                 self.fail(format!("manifest: unknown stream {}", info.stream));
@@ -241,23 +213,6 @@ impl Run<'_> {
                 self.fail(format!(
                     "manifest: stream {} has unknown read mode {}",
                     info.stream, info.mode
-                ));
-            }
-            if !seen_streams.insert(info.stream) {
-                self.fail(format!(
-                    "manifest: stream {} is declared twice",
-                    info.stream
-                ));
-            }
-        }
-        let mut seen_settings = HashSet::new();
-        for setting in manifest.settings.iter() {
-            if setting.name.trim().is_empty() {
-                self.fail("manifest: a setting has an empty name");
-            } else if !seen_settings.insert(setting.name.as_str()) {
-                self.fail(format!(
-                    "manifest: setting {:?} is declared twice",
-                    setting.name.as_str()
                 ));
             }
         }

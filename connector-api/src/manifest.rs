@@ -181,6 +181,66 @@ impl Manifest {
         self
     }
 
+    /// What is wrong with the manifest (empty when nothing is): the kind's form, empty
+    /// names, the version's form, no or duplicate streams, duplicate settings. The host
+    /// refuses a plugin whose manifest has problems; streams and read modes it does not
+    /// know are not problems (they come from newer plugins).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let kind = self.kind.as_str();
+        let kind_ok = kind.starts_with(|c: char| c.is_ascii_lowercase())
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !kind_ok {
+            problems.push(format!(
+                "kind must be lower case letters, digits and `-`, starting with a letter, found {kind:?}"
+            ));
+        }
+        if self.display_name.trim().is_empty() {
+            problems.push("display_name is empty".to_string());
+        }
+        if self.vendor.trim().is_empty() {
+            problems.push("vendor is empty".to_string());
+        }
+        let version_parts: Vec<&str> = self.version.split('.').collect();
+        let version_ok = version_parts.len() == 3
+            && version_parts
+                .iter()
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+        if !version_ok {
+            problems.push(format!(
+                "version must be major.minor.patch, found {:?}",
+                self.version.as_str()
+            ));
+        }
+        if self.streams.is_empty() {
+            problems.push("declares no stream, expected at least one of phonelink-intervals, phonelink-contacts, timelink".to_string());
+        }
+        for (index, info) in self.streams.iter().enumerate() {
+            if self.streams[..index]
+                .iter()
+                .any(|earlier| earlier.stream == info.stream)
+            {
+                problems.push(format!("stream {} is declared twice", info.stream));
+            }
+        }
+        for (index, setting) in self.settings.iter().enumerate() {
+            if setting.name.trim().is_empty() {
+                problems.push("a setting has an empty name".to_string());
+            } else if self.settings[..index]
+                .iter()
+                .any(|earlier| earlier.name == setting.name)
+            {
+                problems.push(format!(
+                    "setting {:?} is declared twice",
+                    setting.name.as_str()
+                ));
+            }
+        }
+        problems
+    }
+
     /// How the connector reads `stream`, or `None` if it cannot read it.
     pub fn read_mode(&self, stream: StreamKind) -> Option<ReadMode> {
         self.streams
@@ -198,5 +258,43 @@ impl Manifest {
     /// Whether the connector has the TimeLink stream.
     pub fn has_timelink(&self) -> bool {
         self.read_mode(StreamKind::TIMELINK).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_good_manifest_has_no_problems() {
+        let manifest = Manifest::new("avaya-cms", "Avaya CMS", "acdlink", "1.2.3")
+            .stream(StreamKind::TIMELINK, ReadMode::WINDOWED)
+            .setting("dsn", "ODBC data source", true);
+        assert_eq!(manifest.problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn problems_say_what_was_expected() {
+        let manifest = Manifest::new("Avaya CMS", " ", "acdlink", "1.2")
+            .stream(StreamKind::TIMELINK, ReadMode::WINDOWED)
+            .stream(StreamKind::TIMELINK, ReadMode::INCREMENTAL)
+            .setting("dsn", "", true)
+            .secret_setting("dsn", "", true);
+        assert_eq!(
+            manifest.problems(),
+            [
+                "kind must be lower case letters, digits and `-`, starting with a letter, found \"Avaya CMS\"",
+                "display_name is empty",
+                "version must be major.minor.patch, found \"1.2\"",
+                "stream timelink is declared twice",
+                "setting \"dsn\" is declared twice",
+            ]
+        );
+        let empty = Manifest::new("x", "X", "v", "0.0.1");
+        assert!(empty.problems()[0].starts_with("declares no stream"));
+        // A stream from a newer plugin is not a problem for this host.
+        let newer =
+            Manifest::new("x", "X", "v", "0.0.1").stream(StreamKind(42), ReadMode::WINDOWED);
+        assert!(newer.problems().is_empty());
     }
 }

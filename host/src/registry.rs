@@ -194,8 +194,9 @@ impl Registry {
             Ok(manifest) => manifest,
             Err(error) => return self.fail(&path, LoadFailureReason::Manifest(error.to_string())),
         };
-        if let Err(problem) = check_manifest(&manifest) {
-            return self.fail(&path, LoadFailureReason::Manifest(problem));
+        let problems = manifest.problems();
+        if !problems.is_empty() {
+            return self.fail(&path, LoadFailureReason::Manifest(problems.join("; ")));
         }
         if let Some(other) = self.find(&manifest.kind) {
             let reason = LoadFailureReason::DuplicateKind {
@@ -225,24 +226,6 @@ impl Registry {
 fn is_plugin_file_name(path: &Path) -> bool {
     path.extension()
         .is_some_and(|extension| extension == std::env::consts::DLL_EXTENSION)
-}
-
-/// The minimum a manifest must satisfy for the host to list and open the connector.
-fn check_manifest(manifest: &Manifest) -> Result<(), String> {
-    let kind = manifest.kind.as_str();
-    let kind_ok = kind.starts_with(|c: char| c.is_ascii_lowercase())
-        && kind
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !kind_ok {
-        return Err(format!(
-            "kind must be lower case letters, digits and `-`, found {kind:?}"
-        ));
-    }
-    if manifest.streams.is_empty() {
-        return Err(format!("connector `{kind}` declares no stream"));
-    }
-    Ok(())
 }
 
 #[cfg(unix)]
