@@ -54,8 +54,9 @@ pub struct ReadRequest {
     pub stream: StreamKind,
     /// For a windowed stream, the window to read; for an incremental stream, `None`.
     pub window: ROption<TimeWindow>,
-    /// For an incremental stream, the last state the host committed (`None` on the very
-    /// first read); for a windowed stream, whatever state the connector last returned.
+    /// For an incremental stream, the last state the host had committed when this read
+    /// began, the same on every page of the read (`None` on the very first read); for a
+    /// windowed stream, `None` (the host owns the checkpoint).
     pub state: ROption<RVec<u8>>,
     /// The cursor of the previous batch of this read, `None` for its first batch.
     pub cursor: ROption<RString>,

@@ -113,11 +113,12 @@ impl ConnectorError {
 
 impl fmt::Display for ConnectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} error: {}", self.kind, self.message)?;
+        // The message first (it says what happened), the kind as a tag after it.
+        write!(f, "{} [{}", self.message, self.kind)?;
         if self.retryable {
-            f.write_str(" (retryable)")?;
+            f.write_str(", retryable")?;
         }
-        Ok(())
+        f.write_str("]")
     }
 }
 

@@ -26,20 +26,30 @@
 //!
 //! # The read contract
 //!
-//! 1. The host calls `read` with a request and, while the batch says `next_cursor`, again
-//!    with that cursor. Every batch holds at most `max_records` records.
-//! 2. Each batch may carry the connector's new `state`. The host stores the batch's records
-//!    and that state in one transaction, then calls `commit(state)`.
+//! 1. A read is a first request without a cursor and, while a batch says `next_cursor`,
+//!    further requests with that cursor. Every batch holds at most `max_records` records.
+//!    Every request of one read carries the same `state`: the last committed state when the
+//!    read began (incremental streams; `None` for windowed ones). The cursor alone says
+//!    where the read has got to, so it must be meaningful relative to that starting state
+//!    even if the host commits batches between pages.
+//! 2. Each batch may carry the connector's new `state`, the state after this batch. The
+//!    host stores the batch's records and that state in one transaction, then calls
+//!    `commit(state)`. The next read starts from the last state committed.
 //! 3. Only after `commit` may the connector do anything irreversible at its source (archive
 //!    a file, acknowledge a feed). If the host crashes before `commit`, it reads again from
 //!    the last committed state and must get the same records again, never fewer.
 //!
 //! # Evolution rules
 //!
-//! The host checks a plugin's ABI when it loads it (abi_stable compares the version
-//! numbers and the complete type layout). A plugin built against connector-api `0.x.y`
-//! loads into a host built against `0.x.z` for any `y`, `z`, which is why the rules below
-//! are strict. In a **minor** version (for `0.x`: a patch version) we may only:
+//! The host checks a plugin's ABI when it loads it, in two steps. First abi_stable compares
+//! version numbers: it refuses a plugin built against another major version (for `0.x`:
+//! against a lower `x` than the host's). Then it compares the complete layout of every type
+//! reachable from the root module, and refuses any difference except fields and methods
+//! appended to prefix types. So a plugin built against connector-api `0.1.y` loads into a
+//! host built against `0.1.z` for any `y` and `z`, in either direction, which is why the
+//! rules below are strict. connector-api has its own version number (not the workspace's),
+//! bumped only for changes to this crate. In a **minor** version (for `0.x`: a patch
+//! version) we may only:
 //!
 //! - append fields to the root module [`ConnectorModule`] after the field marked
 //!   `last_prefix_field` (older plugins then report the new field as absent, and the host

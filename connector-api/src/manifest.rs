@@ -21,8 +21,9 @@ impl StreamKind {
     /// TimeLink, agent status spans ([`crate::AgentStatus`]).
     pub const TIMELINK: StreamKind = StreamKind(3);
 
-    /// Every stream this version knows.
-    pub const ALL: [StreamKind; 3] = [
+    /// Every stream this version knows (a slice, so that adding one is not a breaking
+    /// change of its type).
+    pub const ALL: &'static [StreamKind] = &[
         StreamKind::PHONELINK_INTERVALS,
         StreamKind::PHONELINK_CONTACTS,
         StreamKind::TIMELINK,
@@ -41,7 +42,8 @@ impl StreamKind {
     /// Parses a stream name as printed by [`StreamKind::name`].
     pub fn from_name(name: &str) -> Option<StreamKind> {
         StreamKind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|stream| stream.name() == Some(name))
     }
 }
@@ -107,7 +109,7 @@ pub struct StreamInfo {
     pub mode: ReadMode,
 }
 
-/// One setting a connector accepts, for documentation and `acdlink plugins`.
+/// One setting a connector accepts, for documentation and `acdlink plugins --json`.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct SettingInfo {

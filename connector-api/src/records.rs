@@ -25,6 +25,15 @@ impl UtcMillis {
     }
 }
 
+impl std::str::FromStr for UtcMillis {
+    type Err = jiff::Error;
+
+    /// Parses an RFC 3339 instant with an offset, e.g. `2024-03-04T08:00:00Z`.
+    fn from_str(text: &str) -> Result<UtcMillis, jiff::Error> {
+        text.parse::<jiff::Timestamp>().map(UtcMillis::from)
+    }
+}
+
 impl From<jiff::Timestamp> for UtcMillis {
     fn from(timestamp: jiff::Timestamp) -> Self {
         UtcMillis(timestamp.as_millisecond())

@@ -4,8 +4,8 @@
 use acdlink_connector_api::{
     conformance::{self, Conformance},
     sdk::{Connector, OpenContext},
-    AgentStatus, CheckReport, ConnectorError, Discovery, Manifest, QueueInterval, ROption, RVec,
-    ReadBatch, ReadMode, ReadRequest, Records, StreamKind, TimeWindow, UtcMillis,
+    AgentStatus, CheckReport, ConnectorError, Discovery, ErrorKind, Manifest, QueueInterval,
+    ROption, RVec, ReadBatch, ReadMode, ReadRequest, Records, StreamKind, TimeWindow, UtcMillis,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -142,7 +142,8 @@ fn a_correct_windowed_connector_passes() {
         .unwrap_or_else(|failure| panic!("{failure}"));
     assert_eq!(report.kind, "hourly");
     assert_eq!(report.streams[0].n_records, 24);
-    assert_eq!(report.streams[0].n_pages, 1);
+    // 24 records are read in pages of 6 even though the default page size is 50.
+    assert_eq!(report.streams[0].n_pages, 4);
     let paged = Conformance::new(&json!({}), day())
         .max_records(5)
         .run::<Hourly>()
@@ -163,7 +164,7 @@ fn failure_of(fault: &str) -> String {
 fn records_outside_the_window_fail() {
     let message = failure_of("outside_window");
     assert!(
-        message.contains("phonelink-intervals in pages of 10: page 1: record 0: interval start 2024-03-05T00:00:00Z is outside the window [2024-03-04T00:00:00Z, 2024-03-05T00:00:00Z)"),
+        message.contains("phonelink-intervals in one page: page 1: record 0: interval start 2024-03-05T00:00:00Z is outside the window [2024-03-04T00:00:00Z, 2024-03-05T00:00:00Z)"),
         "{message}"
     );
 }
@@ -181,7 +182,7 @@ fn a_cursor_that_never_ends_fails() {
 fn a_batch_larger_than_asked_fails() {
     let message = failure_of("oversized_batch");
     assert!(
-        message.contains("batch holds 15 records but max_records was 10"),
+        message.contains("phonelink-intervals in pages of 6: page 1: batch holds 11 records but max_records was 6"),
         "{message}"
     );
 }
@@ -189,7 +190,7 @@ fn a_batch_larger_than_asked_fails() {
 #[test]
 fn a_panic_fails_with_its_message() {
     let message = failure_of("panic_in_read");
-    assert!(message.contains("read() failed on page 1: panicked error: connector panicked in read: the source went away"), "{message}");
+    assert!(message.contains("phonelink-intervals in one page: read() failed on page 1: connector panicked in read: the source went away [panicked]"), "{message}");
 }
 
 /// An incremental connector over a folder of files: each file holds agent statuses as
@@ -209,6 +210,15 @@ struct FolderSettings {
 
 struct Folder {
     settings: FolderSettings,
+}
+
+/// Where a read of the folder has got to.
+#[derive(Default, Deserialize, serde::Serialize)]
+struct FolderCursor {
+    /// Files finished by earlier pages of this read.
+    done: Vec<String>,
+    /// The line to go on from in the first file not done.
+    line: usize,
 }
 
 fn decode_state(state: Option<&[u8]>) -> Vec<String> {
@@ -251,6 +261,9 @@ impl Connector for Folder {
                 request.stream
             )));
         }
+        let io = |error: std::io::Error| ConnectorError::new(ErrorKind::IO, error);
+        // Every page of a read gets the state the read began with; the cursor carries the
+        // files finished so far in this read and the line to go on from.
         let mut done = decode_state(
             request
                 .state
@@ -258,30 +271,33 @@ impl Connector for Folder {
                 .map(|state| state.as_slice())
                 .into_option(),
         );
+        let mut cursor: FolderCursor = match request.cursor.as_ref().into_option() {
+            Some(text) => {
+                serde_json::from_str(text).map_err(|_| ConnectorError::internal("bad cursor"))?
+            }
+            None => FolderCursor::default(),
+        };
+        done.extend(cursor.done.iter().cloned());
         let mut files: Vec<String> = std::fs::read_dir(&self.settings.dir)
-            .map_err(|error| ConnectorError::new(acdlink_connector_api::ErrorKind::IO, error))?
+            .map_err(io)?
             .filter_map(|entry| entry.ok())
             .filter(|entry| entry.path().is_file())
             .map(|entry| entry.file_name().to_string_lossy().into_owned())
             .filter(|name| !done.contains(name))
             .collect();
         files.sort();
-        // Cursor: the line to start at in the first pending file.
-        let mut skip: usize = match request.cursor.as_ref().into_option() {
-            Some(cursor) => cursor
-                .parse()
-                .map_err(|_| ConnectorError::internal("bad cursor"))?,
-            None => 0,
-        };
+        let max_records = request.max_records as usize;
         let mut records = Vec::new();
-        let mut next_cursor = None;
+        let mut more = false;
         for name in files {
-            let text = std::fs::read_to_string(self.settings.dir.join(&name)).map_err(|error| {
-                ConnectorError::new(acdlink_connector_api::ErrorKind::IO, error)
-            })?;
+            if records.len() == max_records {
+                more = true;
+                break;
+            }
+            let text = std::fs::read_to_string(self.settings.dir.join(&name)).map_err(io)?;
             let lines: Vec<&str> = text.lines().collect();
-            let take = (request.max_records as usize - records.len()).min(lines.len() - skip);
-            for line in &lines[skip..skip + take] {
+            let take = (max_records - records.len()).min(lines.len() - cursor.line);
+            for line in &lines[cursor.line..cursor.line + take] {
                 let fields: Vec<&str> = line.split(',').collect();
                 records.push(AgentStatus {
                     agent_id: fields[0].into(),
@@ -293,38 +309,37 @@ impl Connector for Folder {
                     )),
                 });
             }
-            if skip + take < lines.len() {
-                next_cursor = Some((skip + take).to_string());
+            if cursor.line + take < lines.len() {
+                cursor.line += take;
+                more = true;
                 break;
             }
-            skip = 0;
+            cursor.line = 0;
             if self.settings.archive_on_read {
                 self.commit(name.as_bytes())?;
             }
             if !self.settings.forget_state {
+                cursor.done.push(name.clone());
                 done.push(name);
-            }
-            if records.len() == request.max_records as usize {
-                next_cursor = Some("0".to_string());
-                break;
             }
         }
         let mut batch = ReadBatch::last(Records::AgentStatuses(records.into()));
-        batch.next_cursor = next_cursor.map(Into::into).into();
+        if more {
+            let text = serde_json::to_string(&cursor).map_err(ConnectorError::internal)?;
+            batch.next_cursor = ROption::RSome(text.into());
+        }
         batch.state = ROption::RSome(done.join("\n").into_bytes().into());
         Ok(batch)
     }
-
     fn commit(&mut self, state: &[u8]) -> Result<(), ConnectorError> {
         let archive = self.settings.dir.join("archive");
         std::fs::create_dir_all(&archive)
-            .map_err(|error| ConnectorError::new(acdlink_connector_api::ErrorKind::IO, error))?;
+            .map_err(|error| ConnectorError::new(ErrorKind::IO, error))?;
         for name in decode_state(Some(state)) {
             let from = self.settings.dir.join(&name);
             if from.exists() {
-                std::fs::rename(&from, archive.join(&name)).map_err(|error| {
-                    ConnectorError::new(acdlink_connector_api::ErrorKind::IO, error)
-                })?;
+                std::fs::rename(&from, archive.join(&name))
+                    .map_err(|error| ConnectorError::new(ErrorKind::IO, error))?;
             }
         }
         Ok(())

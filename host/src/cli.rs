@@ -8,7 +8,7 @@ use crate::{
     session::{streams_of, Session},
 };
 use acdlink_connector_api::{
-    time::SourceTimeZone, DiscoveredItem, ReadBatch, StreamKind, TimeWindow, UtcMillis,
+    time::SourceTimeZone, DiscoveredItem, ReadBatch, ReadMode, StreamKind, TimeWindow, UtcMillis,
 };
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -148,6 +148,12 @@ fn plugins(registry: &Registry, json: bool, verbose: bool) -> anyhow::Result<()>
                     "streams": manifest.streams.iter().map(|info| serde_json::json!({
                         "stream": info.stream.to_string(),
                         "mode": info.mode.to_string(),
+                    })).collect::<Vec<_>>(),
+                    "settings": manifest.settings.iter().map(|setting| serde_json::json!({
+                        "name": setting.name.as_str(),
+                        "description": setting.description.as_str(),
+                        "required": setting.required,
+                        "secret": setting.secret,
                     })).collect::<Vec<_>>(),
                     "builtin": matches!(plugin.origin, Origin::Builtin { .. }),
                     "source": plugin.origin.to_string(),
@@ -406,6 +412,10 @@ fn read(config: &Config, registry: &Registry, args: &ReadArgs) -> anyhow::Result
         );
     };
     let window = match (from.as_deref(), to.as_deref()) {
+        (Some(_), _) | (_, Some(_)) if mode == ReadMode::INCREMENTAL => bail!(
+            "{stream} of connector `{}` is incremental: it reads what is new, not a time window; leave out --from and --to",
+            connector.name
+        ),
         (Some(from), Some(to)) => {
             let from = parse_instant(from, &connector.timezone).context("--from")?;
             let to = parse_instant(to, &connector.timezone).context("--to")?;
@@ -414,7 +424,7 @@ fn read(config: &Config, registry: &Registry, args: &ReadArgs) -> anyhow::Result
             }
             Some(TimeWindow::new(from, to))
         }
-        (None, None) if mode == acdlink_connector_api::ReadMode::INCREMENTAL => None,
+        (None, None) if mode == ReadMode::INCREMENTAL => None,
         _ => bail!(
             "{stream} of connector `{}` is read by time window: give both --from and --to",
             connector.name

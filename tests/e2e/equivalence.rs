@@ -36,7 +36,7 @@ fn demo_library_yields_the_same_records_as_the_builtin() {
     let mut compiled_in =
         Session::open("builtin", builtin_plugin, &settings, &zone("Europe/Berlin"))
             .expect("open the built-in demo");
-    for stream in StreamKind::ALL {
+    for &stream in StreamKind::ALL {
         for max_records in [1_000, 7] {
             let expected = read_json(&mut compiled_in, stream, window, 4096);
             let actual = read_json(&mut from_library, stream, window, max_records);

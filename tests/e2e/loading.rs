@@ -114,6 +114,22 @@ fn plugins_command_lists_connectors_and_failures_with_reasons() {
         .map(|c| (c["kind"].as_str().unwrap(), c["builtin"].as_bool().unwrap()))
         .collect();
     assert_eq!(kinds, [("demo", true), ("panicky", false)]);
+    let demo_settings: Vec<&str> = connectors[0]["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|setting| setting["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        demo_settings,
+        [
+            "queues",
+            "agents",
+            "seed",
+            "interval_minutes",
+            "daily_volume"
+        ]
+    );
     let failures: Vec<(String, String)> = document["failures"]
         .as_array()
         .unwrap()

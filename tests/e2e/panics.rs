@@ -85,7 +85,7 @@ fn the_binary_reports_a_panicking_read_and_exits_with_failure() {
     );
     let text = stderr(&output);
     assert!(
-        text.contains("error: connector `flaky`: read failed: panicked error: connector panicked in read: deliberate panic in read"),
+        text.contains("error: connector `flaky`: read failed: connector panicked in read: deliberate panic in read [panicked]"),
         "{text}"
     );
 }
