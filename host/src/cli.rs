@@ -39,6 +39,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Validate or show the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// List every connector (built in or loaded from the plugin directories) and every
     /// plugin file that failed to load, with the reason.
     Plugins {
@@ -63,6 +68,16 @@ pub enum Command {
     /// Nothing is uploaded and nothing is committed: an incremental source is left
     /// untouched.
     Read(ReadArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the file and open every connector with its settings (reading no data);
+    /// exit 1 if anything is wrong.
+    Check,
+    /// Print the resolved configuration (defaults applied, paths resolved) with every
+    /// secret redacted.
+    Show,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +127,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Plugins { json } => plugins(&registry, json, cli.verbose > 0),
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(&config, &registry),
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            print!("{}", crate::config_view::to_toml(&config)?);
+            Ok(())
+        }
         Command::Check { connector } => check(&config, &registry, &connector),
         Command::Discover { connector, json } => discover(&config, &registry, &connector, json),
         Command::Read(args) => read(&config, &registry, &args),
@@ -282,14 +306,7 @@ fn resolve<'r>(
         return Ok((connector.clone(), plugin));
     }
     if let Some(plugin) = registry.find(name) {
-        let connector = ConnectorConfig {
-            name: name.to_string(),
-            plugin: name.to_string(),
-            plugin_position: None,
-            enabled: true,
-            timezone: SourceTimeZone::utc(),
-            settings: serde_json::json!({}),
-        };
+        let connector = ConnectorConfig::with_defaults(name, name);
         return Ok((connector, plugin));
     }
     let configured: Vec<&str> = config
@@ -317,10 +334,94 @@ fn open(
     let session = Session::open(
         &connector.name,
         plugin,
-        &connector.settings,
+        connector.settings.resolved(),
         &connector.timezone,
     )?;
     Ok((connector, session))
+}
+
+/// Checks every configured connector: its plugin is loaded, it can read the streams the
+/// configuration switches on, and it opens with its settings.
+fn config_check(config: &Config, registry: &Registry) -> anyhow::Result<()> {
+    let path = config
+        .path
+        .as_ref()
+        .map_or("<no config file>".to_string(), |path| {
+            path.display().to_string()
+        });
+    println!("{path}: syntax and values ok");
+    match &config.upload {
+        Some(crate::config::UploadConfig::Http(http)) => println!(
+            "upload: http to {} (integration {}, api key {})",
+            http.base_url, http.integration_configuration_id, http.api_key
+        ),
+        Some(crate::config::UploadConfig::File(file)) => {
+            println!("upload: NDJSON files in {}", file.path.display())
+        }
+        None => println!("upload: none configured (`run` needs an [upload] section)"),
+    }
+    for failure in registry.failures() {
+        println!("warning: plugin {failure}");
+    }
+    let mut n_failed = 0;
+    for connector in &config.connectors {
+        match check_connector(config, registry, connector) {
+            Ok(summary) => println!("connector `{}`: ok: {summary}", connector.name),
+            Err(error) => {
+                n_failed += 1;
+                // Every error of a connector check names the connector already.
+                println!("error: {error:#}");
+            }
+        }
+    }
+    if n_failed > 0 {
+        bail!(
+            "{n_failed} of {} connector(s) have errors",
+            config.connectors.len()
+        );
+    }
+    Ok(())
+}
+
+fn check_connector(
+    config: &Config,
+    registry: &Registry,
+    connector: &ConnectorConfig,
+) -> anyhow::Result<String> {
+    let (_, plugin) = resolve(config, registry, &connector.name)?;
+    let manifest = &plugin.manifest;
+    for (switch, wanted, available) in [
+        ("phonelink", connector.phonelink, manifest.has_phonelink()),
+        ("timelink", connector.timelink, manifest.has_timelink()),
+    ] {
+        if wanted == Some(true) && !available {
+            return Err(config
+                .error_at_plugin(
+                    connector,
+                    format!(
+                        "connector `{}`: {switch} = true, but the {} connector reads only {}",
+                        connector.name,
+                        manifest.kind,
+                        streams_of(manifest)
+                    ),
+                )
+                .into());
+        }
+    }
+    Session::open(
+        &connector.name,
+        plugin,
+        connector.settings.resolved(),
+        &connector.timezone,
+    )?;
+    Ok(format!(
+        "{} {} ({}), reads {}{}",
+        manifest.kind,
+        manifest.version,
+        plugin.origin,
+        streams_of(manifest),
+        if connector.enabled { "" } else { "; disabled" }
+    ))
 }
 
 fn check(config: &Config, registry: &Registry, name: &str) -> anyhow::Result<()> {

@@ -16,7 +16,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_view;
 pub mod registry;
+pub mod secret;
 pub mod session;
 
 // Built-in connectors: a crate that is linked registers its connector with `inventory`.

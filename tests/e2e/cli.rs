@@ -185,3 +185,65 @@ fn bad_arguments_say_what_was_expected() {
         stderr(&no_window)
     );
 }
+
+const SECRET_CONFIG: &str = "[upload]\ntype = \"http\"\nbase_url = \"http://127.0.0.1:9\"\napi_key = { env = \"ACDLINK_E2E_API_KEY\" }\nintegration_configuration_id = 42\n\n[[connector]]\nname = \"hq\"\nplugin = \"demo\"\n[connector.settings]\nqueues = 2\n\n[[connector]]\nname = \"typo\"\nplugin = \"demo\"\n[connector.settings]\nqueue = 2\n";
+
+#[test]
+fn config_check_opens_every_connector_and_reports_each_problem() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(SECRET_CONFIG);
+    let output =
+        sandbox.acdlink_with_env(&["config", "check"], &[("ACDLINK_E2E_API_KEY", "k-123")]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("upload: http to http://127.0.0.1:9 (integration 42, api key <redacted: environment variable ACDLINK_E2E_API_KEY>)"), "{text}");
+    assert!(
+        text.contains("connector `hq`: ok: demo 0.1.0 (built-in (acdlink-connector-demo))"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "error: connector `typo`: open failed: invalid setting `queue`: unknown field `queue`"
+        ),
+        "{text}"
+    );
+    assert!(
+        stderr(&output).contains("error: 1 of 2 connector(s) have errors"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !text.contains("k-123"),
+        "the secret is never printed: {text}"
+    );
+}
+
+#[test]
+fn config_show_redacts_secrets_and_a_missing_secret_names_line_and_key() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_config(SECRET_CONFIG);
+    let output = sandbox.acdlink_with_env(&["config", "show"], &[("ACDLINK_E2E_API_KEY", "k-123")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shown: toml::Table = stdout(&output).parse().expect("config show prints TOML");
+    assert_eq!(
+        shown["upload"]["api_key"].as_str(),
+        Some("<redacted: environment variable ACDLINK_E2E_API_KEY>")
+    );
+    assert_eq!(
+        shown["connector"][0]["history_days"].as_integer(),
+        Some(1095)
+    );
+    assert!(!stdout(&output).contains("k-123"));
+
+    let missing = sandbox.acdlink(&["config", "show"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let expected = format!(
+        "error: {}:7:11: key `upload.api_key`: environment variable ACDLINK_E2E_API_KEY is not set",
+        path.display()
+    );
+    assert!(
+        stderr(&missing).starts_with(&expected),
+        "{}",
+        stderr(&missing)
+    );
+}

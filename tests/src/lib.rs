@@ -99,7 +99,13 @@ impl Sandbox {
 
     /// Runs the real binary with `--config <sandbox>/acdlink.toml` and `args`.
     pub fn acdlink(&self, args: &[&str]) -> Output {
+        self.acdlink_with_env(args, &[])
+    }
+
+    /// Runs the real binary like [`Sandbox::acdlink`], with extra environment variables.
+    pub fn acdlink_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(acdlink_binary())
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(self.path().join("acdlink.toml"))
             .args(args)
