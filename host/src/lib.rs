@@ -20,6 +20,7 @@ pub mod config_view;
 pub mod registry;
 pub mod secret;
 pub mod session;
+pub mod store;
 
 // Built-in connectors: a crate that is linked registers its connector with `inventory`.
 // Naming the crate here is what makes the linker keep it.

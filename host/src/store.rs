@@ -1,0 +1,751 @@
+//! The state store: one SQLite file in the state directory that holds everything that must
+//! survive a restart or a `kill -9`: checkpoints per connector and stream, the outbox of
+//! bodies waiting for upload, the fingerprints of what was last enqueued per natural key
+//! (for reconciliation), pause flags, the import log and quarantined batches.
+//!
+//! **Architecture invariant:** [`Store::store_read`] is the only way records enter the
+//! outbox and the only way a checkpoint moves, and it does both (with the fingerprints) in
+//! one transaction. A crash leaves either all of it or none of it.
+//!
+//! The file runs in WAL mode with `synchronous = FULL`, so a committed transaction survives
+//! a process kill and a power cut. The schema is versioned with `PRAGMA user_version`; each
+//! migration runs in its own transaction.
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+};
+
+/// The store's file name inside the state directory.
+pub const FILE_NAME: &str = "acdlink.sqlite3";
+
+/// Migrations, in order; `PRAGMA user_version` counts how many have run. Never edit one
+/// that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    "
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE checkpoint (
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        -- windowed streams: everything before this instant (UTC ms) has been read
+        window_reached_ms INTEGER,
+        -- incremental streams: the connector's last stored opaque state
+        state BLOB,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (connector, stream)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        connector TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        n_records INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error TEXT,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_ms, id);
+    CREATE TABLE fingerprint (
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        natural_key TEXT NOT NULL,
+        hash INTEGER NOT NULL,
+        PRIMARY KEY (connector, stream, natural_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE pause (
+        connector TEXT PRIMARY KEY,
+        paused_ms INTEGER NOT NULL
+    );
+    CREATE TABLE import_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        from_ms INTEGER,
+        to_ms INTEGER,
+        n_records INTEGER NOT NULL,
+        n_enqueued INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY,
+        connector TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        n_records INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        status INTEGER,
+        response TEXT NOT NULL,
+        quarantined_ms INTEGER NOT NULL
+    );
+    ",
+];
+
+/// A state store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {path}: {error}")]
+    CreateDirectory {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file exists but is not a usable store (not SQLite, corrupt, from a newer
+    /// acdlink). Nothing is changed in it.
+    #[error("the state store {path} is not usable: {reason}. Keep the file for diagnosis and move it away to start with an empty store (its outbox and checkpoints would be lost)")]
+    Unusable { path: PathBuf, reason: String },
+    #[error("state store {path}: {error}")]
+    Sqlite {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+}
+
+/// Where a connector's stream has got to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Windowed streams: everything before this instant has been read.
+    pub window_reached_ms: Option<i64>,
+    /// Incremental streams: the connector's last stored state.
+    pub state: Option<Vec<u8>>,
+}
+
+/// One body for the outbox: what one upload request will send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBody {
+    /// The API endpoint, e.g. `queue-intervals`.
+    pub endpoint: String,
+    pub n_records: usize,
+    pub body: Vec<u8>,
+}
+
+/// Everything one read produced, stored together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    pub connector: String,
+    pub stream: String,
+    /// The checkpoint after this read.
+    pub checkpoint: Checkpoint,
+    /// The bodies to upload (only new or changed records).
+    pub bodies: Vec<NewBody>,
+    /// The fingerprint of every record read, by natural key: the next reconciliation
+    /// compares against these.
+    pub fingerprints: Vec<(String, i64)>,
+    /// For the import log: the window read, and how many records were read in all.
+    pub window_ms: Option<(i64, i64)>,
+    pub n_records_read: usize,
+}
+
+/// A body waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxBatch {
+    pub id: i64,
+    pub connector: String,
+    pub endpoint: String,
+    pub n_records: usize,
+    pub body: Vec<u8>,
+    /// Sent with every attempt of this batch, so a receiver that honours it never applies
+    /// the batch twice.
+    pub idempotency_key: String,
+    pub attempts: u32,
+}
+
+/// A batch the WFM refused for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuarantinedBatch {
+    pub id: i64,
+    pub connector: String,
+    pub endpoint: String,
+    pub n_records: usize,
+    pub status: Option<u16>,
+    pub response: String,
+    pub quarantined_ms: i64,
+}
+
+/// The outbox at a glance.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub n_batches: usize,
+    pub n_records: usize,
+}
+
+/// The state store.
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+    /// Random per store file; makes idempotency keys unique across stores.
+    instance: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `state_dir` and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|error| StoreError::CreateDirectory {
+            path: state_dir.to_path_buf(),
+            error,
+        })?;
+        let path = state_dir.join(FILE_NAME);
+        let unusable = |reason: String| StoreError::Unusable {
+            path: path.clone(),
+            reason,
+        };
+        let connection = Connection::open(&path).map_err(|error| unusable(error.to_string()))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|error| unusable(error.to_string()))?;
+        // The first statement that reads the file tells whether it is a database at all.
+        let journal_mode: String = connection
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|error| unusable(error.to_string()))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(unusable(format!(
+                "cannot switch to WAL mode (got {journal_mode})"
+            )));
+        }
+        connection
+            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|error| unusable(error.to_string()))?;
+        let integrity: String = connection
+            .query_row("PRAGMA quick_check", [], |row| row.get(0))
+            .map_err(|error| unusable(error.to_string()))?;
+        if integrity != "ok" {
+            return Err(unusable(format!("integrity check failed: {integrity}")));
+        }
+        let mut store = Store {
+            connection,
+            path,
+            instance: String::new(),
+        };
+        store.migrate()?;
+        store.instance = store.instance_id()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |error| StoreError::Sqlite {
+            path: self.path.clone(),
+            error,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(self.sqlite())?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::Unusable {
+                path: self.path.clone(),
+                reason: format!(
+                    "its schema version is {version}, this acdlink knows up to {known}; it was written by a newer acdlink"
+                ),
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let path = self.path.clone();
+            let sqlite = move |error| StoreError::Sqlite {
+                path: path.clone(),
+                error,
+            };
+            let transaction = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Exclusive)
+                .map_err(&sqlite)?;
+            transaction.execute_batch(migration).map_err(&sqlite)?;
+            transaction
+                .execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+                .map_err(&sqlite)?;
+            transaction.commit().map_err(&sqlite)?;
+            tracing::info!(path = %self.path.display(), version = index + 1, "state store migrated");
+        }
+        Ok(())
+    }
+
+    fn instance_id(&self) -> Result<String, StoreError> {
+        let existing: Option<String> = self
+            .connection
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(self.sqlite())?;
+        if let Some(instance) = existing {
+            return Ok(instance);
+        }
+        let instance = format!("{:016x}", random_u64());
+        self.connection
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('instance', ?1)",
+                params![instance],
+            )
+            .map_err(self.sqlite())?;
+        Ok(instance)
+    }
+
+    /// The checkpoint of a connector's stream (`None` before its first read).
+    pub fn checkpoint(
+        &self,
+        connector: &str,
+        stream: &str,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT window_reached_ms, state FROM checkpoint WHERE connector = ?1 AND stream = ?2",
+                params![connector, stream],
+                |row| {
+                    Ok(Checkpoint {
+                        window_reached_ms: row.get(0)?,
+                        state: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sqlite())
+    }
+
+    /// Of the given (natural key, hash) pairs, the keys whose hash equals the one last
+    /// stored: records that have not changed since they were last enqueued.
+    pub fn unchanged_keys(
+        &self,
+        connector: &str,
+        stream: &str,
+        fingerprints: &[(String, i64)],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT hash FROM fingerprint WHERE connector = ?1 AND stream = ?2 AND natural_key = ?3",
+            )
+            .map_err(self.sqlite())?;
+        let mut unchanged = HashSet::new();
+        for (key, hash) in fingerprints {
+            let stored: Option<i64> = statement
+                .query_row(params![connector, stream, key], |row| row.get(0))
+                .optional()
+                .map_err(self.sqlite())?;
+            if stored == Some(*hash) {
+                unchanged.insert(key.clone());
+            }
+        }
+        Ok(unchanged)
+    }
+
+    /// Stores one read: its bodies into the outbox, its fingerprints, its checkpoint and an
+    /// import log line, in one transaction. Returns the outbox ids of the new bodies.
+    pub fn store_read(&mut self, outcome: &ReadOutcome) -> Result<Vec<i64>, StoreError> {
+        let now = now_ms();
+        let path = self.path.clone();
+        let sqlite = move |error| StoreError::Sqlite {
+            path: path.clone(),
+            error,
+        };
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sqlite)?;
+        let mut ids = Vec::with_capacity(outcome.bodies.len());
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )
+                .map_err(&sqlite)?;
+            let mut set_key = transaction
+                .prepare_cached("UPDATE outbox SET idempotency_key = ?1 WHERE id = ?2")
+                .map_err(&sqlite)?;
+            for body in &outcome.bodies {
+                // A placeholder first: the key includes the row id, known only after insert.
+                let placeholder = format!("pending-{}-{}", self.instance, random_u64());
+                insert
+                    .execute(params![
+                        outcome.connector,
+                        body.endpoint,
+                        body.n_records as i64,
+                        body.body,
+                        placeholder,
+                        now
+                    ])
+                    .map_err(&sqlite)?;
+                let id = transaction.last_insert_rowid();
+                set_key
+                    .execute(params![format!("acdlink-{}-{id}", self.instance), id])
+                    .map_err(&sqlite)?;
+                ids.push(id);
+            }
+            let mut fingerprint = transaction
+                .prepare_cached(
+                    "INSERT INTO fingerprint (connector, stream, natural_key, hash) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (connector, stream, natural_key) DO UPDATE SET hash = excluded.hash",
+                )
+                .map_err(&sqlite)?;
+            for (key, hash) in &outcome.fingerprints {
+                fingerprint
+                    .execute(params![outcome.connector, outcome.stream, key, hash])
+                    .map_err(&sqlite)?;
+            }
+        }
+        transaction
+            .execute(
+                "INSERT INTO checkpoint (connector, stream, window_reached_ms, state, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (connector, stream) DO UPDATE SET
+                     window_reached_ms = excluded.window_reached_ms, state = excluded.state, updated_ms = excluded.updated_ms",
+                params![
+                    outcome.connector,
+                    outcome.stream,
+                    outcome.checkpoint.window_reached_ms,
+                    outcome.checkpoint.state,
+                    now
+                ],
+            )
+            .map_err(&sqlite)?;
+        let n_enqueued: usize = outcome.bodies.iter().map(|body| body.n_records).sum();
+        transaction
+            .execute(
+                "INSERT INTO import_log (connector, stream, from_ms, to_ms, n_records, n_enqueued, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    outcome.connector,
+                    outcome.stream,
+                    outcome.window_ms.map(|window| window.0),
+                    outcome.window_ms.map(|window| window.1),
+                    outcome.n_records_read as i64,
+                    n_enqueued as i64,
+                    now
+                ],
+            )
+            .map_err(&sqlite)?;
+        transaction.commit().map_err(&sqlite)?;
+        Ok(ids)
+    }
+
+    /// Up to `limit` outbox batches due for an attempt at `now_ms`, oldest first.
+    pub fn due_batches(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT id, connector, endpoint, n_records, body, idempotency_key, attempts FROM outbox
+                 WHERE next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map(params![now_ms, limit as i64], |row| {
+                Ok(OutboxBatch {
+                    id: row.get(0)?,
+                    connector: row.get(1)?,
+                    endpoint: row.get(2)?,
+                    n_records: row.get::<_, i64>(3)? as usize,
+                    body: row.get(4)?,
+                    idempotency_key: row.get(5)?,
+                    attempts: row.get(6)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
+    }
+
+    /// The WFM has the batch: it leaves the outbox.
+    pub fn batch_delivered(&mut self, id: i64) -> Result<(), StoreError> {
+        self.connection
+            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// An attempt failed in a way that may pass: try again at `next_attempt_ms`.
+    pub fn batch_failed(
+        &mut self,
+        id: i64,
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.connection
+            .execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, next_attempt_ms, error],
+            )
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// The WFM refused the batch for good: it moves to quarantine with the response, in
+    /// one transaction, and is never retried or deleted silently.
+    pub fn quarantine_batch(
+        &mut self,
+        id: i64,
+        status: Option<u16>,
+        response: &str,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sqlite = move |error| StoreError::Sqlite {
+            path: path.clone(),
+            error,
+        };
+        let transaction = self.connection.transaction().map_err(&sqlite)?;
+        transaction
+            .execute(
+                "INSERT INTO quarantine (id, connector, endpoint, n_records, body, idempotency_key, status, response, quarantined_ms)
+                 SELECT id, connector, endpoint, n_records, body, idempotency_key, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
+                params![id, status, response, now_ms()],
+            )
+            .map_err(&sqlite)?;
+        transaction
+            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
+            .map_err(&sqlite)?;
+        transaction.commit().map_err(&sqlite)
+    }
+
+    /// Every quarantined batch, oldest first.
+    pub fn quarantined(&self) -> Result<Vec<QuarantinedBatch>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT id, connector, endpoint, n_records, status, response, quarantined_ms FROM quarantine ORDER BY id",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(QuarantinedBatch {
+                    id: row.get(0)?,
+                    connector: row.get(1)?,
+                    endpoint: row.get(2)?,
+                    n_records: row.get::<_, i64>(3)? as usize,
+                    status: row.get(4)?,
+                    response: row.get(5)?,
+                    quarantined_ms: row.get(6)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
+    }
+
+    /// How much waits in the outbox (all connectors, or one).
+    pub fn outbox_depth(&self, connector: Option<&str>) -> Result<OutboxDepth, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(n_records), 0) FROM outbox WHERE ?1 IS NULL OR connector = ?1",
+                params![connector],
+                |row| {
+                    Ok(OutboxDepth {
+                        n_batches: row.get::<_, i64>(0)? as usize,
+                        n_records: row.get::<_, i64>(1)? as usize,
+                    })
+                },
+            )
+            .map_err(self.sqlite())
+    }
+
+    /// Pauses or resumes a connector; the flag survives restarts.
+    pub fn set_paused(&mut self, connector: &str, paused: bool) -> Result<(), StoreError> {
+        let statement = if paused {
+            "INSERT INTO pause (connector, paused_ms) VALUES (?1, ?2) ON CONFLICT (connector) DO NOTHING"
+        } else {
+            "DELETE FROM pause WHERE connector = ?1 AND ?2 IS NOT NULL"
+        };
+        self.connection
+            .execute(statement, params![connector, now_ms()])
+            .map_err(self.sqlite())?;
+        Ok(())
+    }
+
+    /// Since when a connector is paused (UTC ms), or `None` if it is not.
+    pub fn paused_since(&self, connector: &str) -> Result<Option<i64>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT paused_ms FROM pause WHERE connector = ?1",
+                params![connector],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.sqlite())
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// A random number from the standard library's per-process random hash keys; enough to
+/// tell store files apart, no cryptography needed.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_i64(now_ms());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(connector: &str, window_reached_ms: i64, bodies: &[&str]) -> ReadOutcome {
+        ReadOutcome {
+            connector: connector.to_string(),
+            stream: "phonelink-intervals".to_string(),
+            checkpoint: Checkpoint {
+                window_reached_ms: Some(window_reached_ms),
+                state: None,
+            },
+            bodies: bodies
+                .iter()
+                .map(|body| NewBody {
+                    endpoint: "queue-intervals".to_string(),
+                    n_records: 2,
+                    body: body.as_bytes().to_vec(),
+                })
+                .collect(),
+            fingerprints: vec![
+                ("Q1|calls|0".to_string(), 11),
+                ("Q2|calls|0".to_string(), 22),
+            ],
+            window_ms: Some((0, window_reached_ms)),
+            n_records_read: 2,
+        }
+    }
+
+    #[test]
+    fn a_read_is_stored_whole_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = {
+            let mut store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.checkpoint("hq", "phonelink-intervals").unwrap(), None);
+            store
+                .store_read(&outcome("hq", 900_000, &["{\"a\":1}", "{\"b\":2}"]))
+                .unwrap()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.checkpoint("hq", "phonelink-intervals").unwrap(),
+            Some(Checkpoint {
+                window_reached_ms: Some(900_000),
+                state: None
+            })
+        );
+        let due = store.due_batches(now_ms(), 10).unwrap();
+        assert_eq!(due.iter().map(|batch| batch.id).collect::<Vec<_>>(), ids);
+        assert_eq!(due[0].body, b"{\"a\":1}");
+        assert_ne!(due[0].idempotency_key, due[1].idempotency_key);
+        assert!(
+            due[0].idempotency_key.starts_with("acdlink-"),
+            "{}",
+            due[0].idempotency_key
+        );
+        assert_eq!(
+            store.outbox_depth(None).unwrap(),
+            OutboxDepth {
+                n_batches: 2,
+                n_records: 4
+            }
+        );
+    }
+
+    #[test]
+    fn fingerprints_tell_unchanged_records_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.store_read(&outcome("hq", 900_000, &[])).unwrap();
+        let again = vec![
+            ("Q1|calls|0".to_string(), 11),
+            ("Q2|calls|0".to_string(), 23),
+            ("Q3|calls|0".to_string(), 33),
+        ];
+        let unchanged = store
+            .unchanged_keys("hq", "phonelink-intervals", &again)
+            .unwrap();
+        assert_eq!(unchanged, HashSet::from(["Q1|calls|0".to_string()]));
+        // Another connector's fingerprints are its own.
+        assert!(store
+            .unchanged_keys("other", "phonelink-intervals", &again)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn retries_keep_the_idempotency_key_and_quarantine_keeps_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let ids = store
+            .store_read(&outcome("hq", 900_000, &["{\"a\":1}", "{\"b\":2}"]))
+            .unwrap();
+        let key = store.due_batches(now_ms(), 1).unwrap()[0]
+            .idempotency_key
+            .clone();
+        store
+            .batch_failed(ids[0], now_ms() + 60_000, "503 service unavailable")
+            .unwrap();
+        let due = store.due_batches(now_ms(), 10).unwrap();
+        assert_eq!(due.len(), 1, "the failed batch waits for its next attempt");
+        let later = store.due_batches(now_ms() + 120_000, 10).unwrap();
+        assert_eq!(later[0].id, ids[0]);
+        assert_eq!(later[0].idempotency_key, key);
+        assert_eq!(later[0].attempts, 1);
+
+        store
+            .quarantine_batch(ids[1], Some(400), "{\"error\":\"bad queue\"}")
+            .unwrap();
+        let quarantined = store.quarantined().unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(
+            (quarantined[0].id, quarantined[0].status),
+            (ids[1], Some(400))
+        );
+        assert_eq!(quarantined[0].response, "{\"error\":\"bad queue\"}");
+        store.batch_delivered(ids[0]).unwrap();
+        assert_eq!(store.outbox_depth(None).unwrap(), OutboxDepth::default());
+    }
+
+    #[test]
+    fn pause_flags_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(dir.path()).unwrap();
+            store.set_paused("hq", true).unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        assert!(store.paused_since("hq").unwrap().is_some());
+        store.set_paused("hq", false).unwrap();
+        assert_eq!(store.paused_since("hq").unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = b"this is not a database, it is a shopping list\n".repeat(100);
+        std::fs::write(dir.path().join(FILE_NAME), &garbage).unwrap();
+        let error = Store::open(dir.path()).err().expect("garbage is refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("is not usable: file is not a database"),
+            "{message}"
+        );
+        assert!(message.contains("move it away"), "{message}");
+        assert_eq!(std::fs::read(dir.path().join(FILE_NAME)).unwrap(), garbage);
+    }
+
+    #[test]
+    fn a_store_from_a_newer_acdlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let connection = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        connection
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        drop(connection);
+        let message = Store::open(dir.path()).err().expect("refused").to_string();
+        assert!(
+            message.contains("schema version is 99, this acdlink knows up to 1"),
+            "{message}"
+        );
+    }
+}
