@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod config;
 pub mod config_view;
+pub mod mapping;
 pub mod registry;
 pub mod secret;
 pub mod session;
