@@ -18,10 +18,13 @@ pub mod cli;
 pub mod config;
 pub mod config_view;
 pub mod mapping;
+pub mod pipeline;
 pub mod registry;
 pub mod secret;
+pub mod service;
 pub mod session;
 pub mod store;
+pub mod upload;
 
 // Built-in connectors: a crate that is linked registers its connector with `inventory`.
 // Naming the crate here is what makes the linker keep it.

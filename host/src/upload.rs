@@ -1,0 +1,176 @@
+//! Draining the outbox into a sink. A sink tries to deliver one batch and says what became
+//! of it; [`drain`] turns that into store updates: delivered batches leave the outbox,
+//! transient failures are retried later with exponential backoff and jitter (honouring a
+//! server's `Retry-After`), permanent refusals go to quarantine, and an authentication
+//! failure stops the drain with the data kept.
+//!
+//! The backoff is computed here rather than with a retry crate because the schedule is
+//! persisted per batch (`next_attempt_ms` in the store), so it survives restarts.
+
+use crate::store::{now_ms, OutboxBatch, Store, StoreError};
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+/// What became of one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// The WFM has it.
+    Delivered,
+    /// May pass later (timeouts, 408, 429, 5xx, connection errors).
+    Retry {
+        error: String,
+        /// What the server asked for (`Retry-After`), if anything.
+        retry_after_secs: Option<u64>,
+    },
+    /// Refused for good (4xx other than 401, 403, 408, 429).
+    Quarantine {
+        status: Option<u16>,
+        response: String,
+    },
+    /// The credentials were refused (401, 403): stop uploading, keep everything.
+    Stop { error: String },
+}
+
+/// Something that takes outbox batches.
+pub trait Sink {
+    /// Tries to deliver one batch.
+    fn deliver(&mut self, batch: &OutboxBatch) -> Delivery;
+}
+
+/// What a drain did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    pub n_delivered_batches: usize,
+    pub n_delivered_records: usize,
+    pub n_retried: usize,
+    pub n_quarantined: usize,
+    /// Set when the sink refused the credentials; the drain stopped there.
+    pub stopped: Option<String>,
+    /// The last transient error, for messages.
+    pub last_error: Option<String>,
+}
+
+/// Delivers every batch that is due, oldest first, until none is due or the sink stops.
+pub fn drain(
+    store: &mut Store,
+    sink: &mut dyn Sink,
+    mut on_progress: impl FnMut(&DrainReport),
+) -> Result<DrainReport, StoreError> {
+    let mut report = DrainReport::default();
+    loop {
+        let due = store.due_batches(now_ms(), 64)?;
+        if due.is_empty() {
+            return Ok(report);
+        }
+        for batch in due {
+            match sink.deliver(&batch) {
+                Delivery::Delivered => {
+                    store.batch_delivered(batch.id)?;
+                    report.n_delivered_batches += 1;
+                    report.n_delivered_records += batch.n_records;
+                }
+                Delivery::Retry {
+                    error,
+                    retry_after_secs,
+                } => {
+                    let delay_ms = backoff_ms(batch.attempts, retry_after_secs);
+                    tracing::warn!(batch = batch.id, attempts = batch.attempts + 1, delay_ms, %error, "upload failed; will retry");
+                    store.batch_failed(batch.id, now_ms() + delay_ms, &error)?;
+                    report.n_retried += 1;
+                    report.last_error = Some(error);
+                }
+                Delivery::Quarantine { status, response } => {
+                    tracing::error!(batch = batch.id, connector = %batch.connector, ?status, %response, "batch refused by the WFM; quarantined");
+                    store.quarantine_batch(batch.id, status, &response)?;
+                    report.n_quarantined += 1;
+                }
+                Delivery::Stop { error } => {
+                    tracing::error!(%error, "the WFM refused the credentials; uploading stops, the data is kept");
+                    report.stopped = Some(error);
+                    return Ok(report);
+                }
+            }
+            on_progress(&report);
+        }
+    }
+}
+
+/// The wait before attempt `attempts + 1`: 1 s doubling up to 10 minutes, with ±25 %
+/// jitter so that many batches do not retry in step; at least what the server asked for.
+pub fn backoff_ms(attempts: u32, retry_after_secs: Option<u64>) -> i64 {
+    let base = 1_000i64
+        .saturating_mul(1i64 << attempts.min(10))
+        .min(600_000);
+    let jitter = (now_ms().rem_euclid(1000) - 500) * base / 2000;
+    let wait = base + jitter;
+    match retry_after_secs {
+        Some(seconds) => wait.max(seconds.min(86_400) as i64 * 1000),
+        None => wait,
+    }
+}
+
+/// The `file` sink: appends each body as one line to `<endpoint>.ndjson` in a directory,
+/// flushed to disk before the batch leaves the outbox. A crash between the two may repeat
+/// a line (at least once); every line carries its batch's idempotency key in
+/// `meta.idempotencyKey` so that a reader can drop repeats.
+pub struct FileSink {
+    directory: PathBuf,
+}
+
+impl FileSink {
+    pub fn new(directory: &Path) -> std::io::Result<FileSink> {
+        std::fs::create_dir_all(directory)?;
+        Ok(FileSink {
+            directory: directory.to_path_buf(),
+        })
+    }
+
+    fn append(&self, batch: &OutboxBatch) -> Result<(), String> {
+        let mut body: serde_json::Value = serde_json::from_slice(&batch.body)
+            .map_err(|error| format!("outbox batch {} is not JSON: {error}", batch.id))?;
+        body["meta"]["idempotencyKey"] = serde_json::Value::String(batch.idempotency_key.clone());
+        let mut line = serde_json::to_vec(&body).map_err(|error| error.to_string())?;
+        line.push(b'\n');
+        let path = self.directory.join(format!("{}.ndjson", batch.endpoint));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+        file.write_all(&line)
+            .and_then(|()| file.sync_data())
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    }
+}
+
+impl Sink for FileSink {
+    fn deliver(&mut self, batch: &OutboxBatch) -> Delivery {
+        match self.append(batch) {
+            Ok(()) => Delivery::Delivered,
+            Err(error) => Delivery::Retry {
+                error,
+                retry_after_secs: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_honours_retry_after() {
+        for attempts in 0..12 {
+            let base = (1_000i64 << attempts.min(10)).min(600_000);
+            let wait = backoff_ms(attempts, None);
+            assert!(
+                wait >= base * 3 / 4 && wait <= base * 5 / 4,
+                "attempt {attempts}: {wait}"
+            );
+        }
+        assert!(backoff_ms(0, Some(30)) >= 30_000);
+    }
+}
