@@ -1,6 +1,6 @@
-//! The `acdlink` command line: argument parsing and the commands of the foundation
-//! (`plugins`, `check`, `discover`, `read`). The binary's `main` only decides what an error
-//! means for the exit code.
+//! The `acdlink` command line: argument parsing and the commands (`plugins`, `check`,
+//! `discover`, `read`, `config`, and the service commands in [`crate::commands`]). The
+//! binary's `main` only decides what an error means for the exit code.
 
 use crate::{
     config::{Config, ConnectorConfig},
@@ -68,6 +68,41 @@ pub enum Command {
     /// Nothing is uploaded and nothing is committed: an incremental source is left
     /// untouched.
     Read(ReadArgs),
+    /// Import a date range of a connector into the outbox (history, or again after a
+    /// mapping change): only new or changed records are enqueued. The checkpoint does not
+    /// move; the service uploads what was enqueued.
+    Import(ImportArgs),
+    /// Run the service: read every enabled connector on its schedule and upload. With
+    /// --once: catch every enabled connector up to now, drain the outbox, and exit
+    /// (non-zero if anything failed).
+    Run {
+        #[arg(long)]
+        once: bool,
+    },
+    /// Per connector: paused or not, checkpoints, outbox depth; quarantined batches.
+    Status,
+    /// Pause a connector: the service stops reading it until `resume` (persisted).
+    Pause { connector: String },
+    /// Resume a paused connector: the next cycle imports everything it missed.
+    Resume { connector: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A configured connector name.
+    pub connector: String,
+    /// First day (or instant) to import, in the connector's time zone.
+    #[arg(long)]
+    pub from: String,
+    /// End of the range (exclusive), in the same forms.
+    #[arg(long)]
+    pub to: String,
+    /// Only this stream (default: every stream the configuration switches on).
+    #[arg(long, value_enum)]
+    pub stream: Option<StreamArg>,
+    /// Show what would be enqueued (the bodies, as JSON lines on stdout) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +146,26 @@ pub enum StreamArg {
     Timelink,
 }
 
+impl StreamArg {
+    /// The stream meant: `phonelink` is the connector's interval stream if it has one,
+    /// else its contact stream.
+    pub fn kind(self, manifest: &acdlink_connector_api::Manifest) -> StreamKind {
+        match self {
+            StreamArg::PhonelinkIntervals => StreamKind::PHONELINK_INTERVALS,
+            StreamArg::PhonelinkContacts => StreamKind::PHONELINK_CONTACTS,
+            StreamArg::Timelink => StreamKind::TIMELINK,
+            StreamArg::Phonelink
+                if manifest
+                    .read_mode(StreamKind::PHONELINK_INTERVALS)
+                    .is_some() =>
+            {
+                StreamKind::PHONELINK_INTERVALS
+            }
+            StreamArg::Phonelink => StreamKind::PHONELINK_CONTACTS,
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(cli.config)?;
@@ -139,6 +194,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { connector } => check(&config, &registry, &connector),
         Command::Discover { connector, json } => discover(&config, &registry, &connector, json),
         Command::Read(args) => read(&config, &registry, &args),
+        Command::Import(args) => crate::commands::import(&config, &registry, &args),
+        Command::Run { once } => crate::commands::run(&config, &registry, once),
+        Command::Status => crate::commands::status(&config),
+        Command::Pause { connector } => crate::commands::set_paused(&config, &connector, true),
+        Command::Resume { connector } => crate::commands::set_paused(&config, &connector, false),
     }
 }
 
@@ -243,7 +303,7 @@ fn plugins(registry: &Registry, json: bool, verbose: bool) -> anyhow::Result<()>
 }
 
 /// Writes rows under a header, each column as wide as its widest cell.
-fn write_table<const N: usize>(
+pub(crate) fn write_table<const N: usize>(
     out: &mut impl Write,
     header: [&str; N],
     rows: &[[String; N]],
@@ -274,7 +334,7 @@ fn write_table<const N: usize>(
 
 /// The configured connector called `name`, or the plugin of kind `name` with default
 /// settings, and its plugin.
-fn resolve<'r>(
+pub(crate) fn resolve<'r>(
     config: &Config,
     registry: &'r Registry,
     name: &str,
@@ -491,19 +551,7 @@ fn read(config: &Config, registry: &Registry, args: &ReadArgs) -> anyhow::Result
     }
     let (connector, mut session) = open(config, registry, name)?;
     let manifest = session.manifest();
-    let stream = match stream {
-        StreamArg::PhonelinkIntervals => StreamKind::PHONELINK_INTERVALS,
-        StreamArg::PhonelinkContacts => StreamKind::PHONELINK_CONTACTS,
-        StreamArg::Timelink => StreamKind::TIMELINK,
-        StreamArg::Phonelink
-            if manifest
-                .read_mode(StreamKind::PHONELINK_INTERVALS)
-                .is_some() =>
-        {
-            StreamKind::PHONELINK_INTERVALS
-        }
-        StreamArg::Phonelink => StreamKind::PHONELINK_CONTACTS,
-    };
+    let stream = stream.kind(manifest);
     let Some(mode) = manifest.read_mode(stream) else {
         bail!(
             "connector `{}` ({}) cannot read {stream}; it reads {}",

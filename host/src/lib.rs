@@ -15,8 +15,10 @@
 //! so a built-in and the same connector loaded as a library behave identically.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod config_view;
+pub mod http;
 pub mod mapping;
 pub mod pipeline;
 pub mod registry;

@@ -34,9 +34,15 @@ pub enum Delivery {
 }
 
 /// Something that takes outbox batches.
-pub trait Sink {
-    /// Tries to deliver one batch.
-    fn deliver(&mut self, batch: &OutboxBatch) -> Delivery;
+pub trait Sink: Sync {
+    /// Tries to deliver one batch. Called from several threads at once, up to
+    /// [`Sink::concurrency`].
+    fn deliver(&self, batch: &OutboxBatch) -> Delivery;
+
+    /// How many deliveries may be in flight at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// What a drain did.
@@ -55,17 +61,35 @@ pub struct DrainReport {
 /// Delivers every batch that is due, oldest first, until none is due or the sink stops.
 pub fn drain(
     store: &mut Store,
-    sink: &mut dyn Sink,
+    sink: &dyn Sink,
     mut on_progress: impl FnMut(&DrainReport),
 ) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
+    let concurrency = sink.concurrency().max(1);
     loop {
         let due = store.due_batches(now_ms(), 64)?;
         if due.is_empty() {
             return Ok(report);
         }
-        for batch in due {
-            match sink.deliver(&batch) {
+        // Up to `concurrency` deliveries at once; the store is updated in order afterwards.
+        let mut outcomes = Vec::with_capacity(due.len());
+        for chunk in due.chunks(concurrency) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|batch| scope.spawn(move || sink.deliver(batch)))
+                    .collect();
+                for (batch, handle) in chunk.iter().zip(handles) {
+                    let delivery = handle.join().unwrap_or_else(|_| Delivery::Retry {
+                        error: "the delivery thread panicked".to_string(),
+                        retry_after_secs: None,
+                    });
+                    outcomes.push((batch.clone(), delivery));
+                }
+            });
+        }
+        for (batch, delivery) in outcomes {
+            match delivery {
                 Delivery::Delivered => {
                     store.batch_delivered(batch.id)?;
                     report.n_delivered_batches += 1;
@@ -88,11 +112,14 @@ pub fn drain(
                 }
                 Delivery::Stop { error } => {
                     tracing::error!(%error, "the WFM refused the credentials; uploading stops, the data is kept");
+                    // The other outcomes of this round are still applied below.
                     report.stopped = Some(error);
-                    return Ok(report);
                 }
             }
             on_progress(&report);
+        }
+        if report.stopped.is_some() {
+            return Ok(report);
         }
     }
 }
@@ -146,7 +173,7 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn deliver(&mut self, batch: &OutboxBatch) -> Delivery {
+    fn deliver(&self, batch: &OutboxBatch) -> Delivery {
         match self.append(batch) {
             Ok(()) => Delivery::Delivered,
             Err(error) => Delivery::Retry {

@@ -1,0 +1,349 @@
+//! The service commands: `import`, `run`, `status`, `pause`, `resume`. Glue between the
+//! configuration, the registry, the pipeline, the store and the sink.
+
+use crate::{
+    cli::{parse_instant, resolve, write_table, ImportArgs},
+    config::{Config, UploadConfig},
+    pipeline::{Destination, ImportReport, Importer},
+    registry::Registry,
+    service::{self, body_format, enabled_streams, local_days},
+    session::Session,
+    store::Store,
+    upload::{self, DrainReport, FileSink, Sink},
+};
+use acdlink_connector_api::{ReadMode, TimeWindow};
+use anyhow::{bail, Context};
+use std::{
+    io::Write,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Ok(Store::open(&config.state_dir)?)
+}
+
+fn progress_bar(length: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(length);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {msg} [{elapsed}]",
+        )
+        .expect("the progress template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// `acdlink import`: a date range into the outbox, day by day, oldest first.
+pub fn import(config: &Config, registry: &Registry, args: &ImportArgs) -> anyhow::Result<()> {
+    let (connector, plugin) = resolve(config, registry, &args.connector)?;
+    let mut session = Session::open(
+        &connector.name,
+        plugin,
+        connector.settings.resolved(),
+        &connector.timezone,
+    )?;
+    let from = parse_instant(&args.from, &connector.timezone).context("--from")?;
+    let to = parse_instant(&args.to, &connector.timezone).context("--to")?;
+    if to <= from {
+        bail!("--to ({to}) must be after --from ({from})");
+    }
+    let streams: Vec<_> = match args.stream {
+        Some(stream) => {
+            let kind = stream.kind(session.manifest());
+            match session.manifest().read_mode(kind) {
+                Some(mode) => vec![(kind, mode)],
+                None => bail!("connector `{}` cannot read {kind}", connector.name),
+            }
+        }
+        None => enabled_streams(&connector, &session),
+    };
+    if streams.iter().any(|(_, mode)| *mode != ReadMode::WINDOWED) {
+        bail!(
+            "connector `{}` has incremental streams: they read what is new, not a date range; `acdlink run --once` imports them",
+            connector.name
+        );
+    }
+    let mut store = open_store(config)?;
+    let format = body_format(config);
+    let days = local_days(&connector, TimeWindow::new(from, to))?;
+    let bar = progress_bar(
+        (days.len() * streams.len()) as u64,
+        &format!("import {}", connector.name),
+    );
+    let mut stdout = std::io::stdout().lock();
+    let mut show = |_endpoint: &str, body: &[u8]| {
+        let _ = stdout
+            .write_all(body)
+            .and_then(|()| stdout.write_all(b"\n"));
+    };
+    let mut destination = if args.dry_run {
+        Destination::DryRun(&mut show)
+    } else {
+        Destination::Outbox
+    };
+    let mut total = ImportReport::default();
+    let started = Instant::now();
+    for (stream, _) in &streams {
+        for day in &days {
+            let mut importer = Importer {
+                session: &mut session,
+                store: &mut store,
+                connector: &connector,
+                format: &format,
+                advance_checkpoint: false,
+            };
+            let report = importer.import_window(*stream, *day, &mut destination)?;
+            total.n_read += report.n_read;
+            total.n_enqueued += report.n_enqueued;
+            total.n_unchanged += report.n_unchanged;
+            total.n_dropped_queues += report.n_dropped_queues;
+            total.n_dropped_agents += report.n_dropped_agents;
+            total.n_rejects += report.n_rejects;
+            bar.set_message(format!("{stream} {}: {} records", day.from, total.n_read));
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let verb = if args.dry_run {
+        "would enqueue"
+    } else {
+        "enqueued"
+    };
+    eprintln!(
+        "import `{}` [{from}, {to}) in {} day(s): read {} record(s), {verb} {} new or changed, {} unchanged, dropped {} (unmapped queues) and {} (unmapped agents), {} rejected, in {:.1} s",
+        connector.name,
+        days.len(),
+        total.n_read,
+        total.n_enqueued,
+        total.n_unchanged,
+        total.n_dropped_queues,
+        total.n_dropped_agents,
+        total.n_rejects,
+        started.elapsed().as_secs_f64()
+    );
+    if !args.dry_run && total.n_enqueued > 0 {
+        eprintln!("the service uploads them; or run `acdlink run --once`");
+    }
+    Ok(())
+}
+
+/// The configured sink.
+fn sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
+    match &config.upload {
+        Some(UploadConfig::File(file)) => Ok(Box::new(
+            FileSink::new(&file.path).with_context(|| format!("cannot create the upload directory {}", file.path.display()))?,
+        )),
+        Some(UploadConfig::Http(http)) => Ok(Box::new(crate::http::HttpSink::new(http)?)),
+        None => bail!("the configuration has no [upload] section; `run` needs one (see docs/configuration.md)"),
+    }
+}
+
+/// One cycle: catch up every connector, then drain. Returns whether everything worked.
+fn cycle(
+    config: &Config,
+    registry: &Registry,
+    store: &mut Store,
+    sink: &dyn Sink,
+    interactive: bool,
+) -> anyhow::Result<bool> {
+    let bar = progress_bar(0, "read");
+    if !interactive {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let outcomes = service::catch_up_all(config, registry, store, |name, stream, day, report| {
+        bar.inc_length(1);
+        bar.inc(1);
+        bar.set_message(format!(
+            "{name} {stream} {}: {} read, {} new",
+            day.from, report.n_read, report.n_enqueued
+        ));
+    })?;
+    bar.finish_and_clear();
+    let mut ok = true;
+    for outcome in &outcomes {
+        match (&outcome.skipped, &outcome.result) {
+            (Some(reason), _) => eprintln!("connector `{}`: skipped ({reason})", outcome.name),
+            (None, Ok(report)) => eprintln!(
+                "connector `{}`: read {} record(s), enqueued {} new or changed ({} unchanged, {} dropped unmapped, {} rejected)",
+                outcome.name,
+                report.n_read,
+                report.n_enqueued,
+                report.n_unchanged,
+                report.n_dropped_queues + report.n_dropped_agents,
+                report.n_rejects
+            ),
+            (None, Err(error)) => {
+                ok = false;
+                eprintln!("connector `{}`: failed: {error}", outcome.name);
+            }
+        }
+    }
+    let depth = store.outbox_depth(None)?;
+    let upload_bar = progress_bar(depth.n_records as u64, "upload");
+    if !interactive {
+        upload_bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let report: DrainReport = upload::drain(store, sink, |report| {
+        upload_bar.set_position(report.n_delivered_records as u64)
+    })?;
+    upload_bar.finish_and_clear();
+    eprintln!(
+        "upload: delivered {} record(s) in {} batch(es), {} to retry, {} quarantined",
+        report.n_delivered_records,
+        report.n_delivered_batches,
+        report.n_retried,
+        report.n_quarantined
+    );
+    if let Some(error) = &report.stopped {
+        eprintln!("upload stopped: {error}; the data is kept in the outbox");
+        ok = false;
+    }
+    if report.n_retried > 0 || report.n_quarantined > 0 {
+        ok = false;
+    }
+    Ok(ok)
+}
+
+/// `acdlink run [--once]`.
+pub fn run(config: &Config, registry: &Registry, once: bool) -> anyhow::Result<()> {
+    let mut store = open_store(config)?;
+    let sink = sink(config)?;
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if once {
+        let ok = cycle(config, registry, &mut store, sink.as_ref(), interactive)?;
+        let depth = store.outbox_depth(None)?;
+        if depth.n_batches > 0 {
+            eprintln!(
+                "{} record(s) in {} batch(es) remain in the outbox",
+                depth.n_records, depth.n_batches
+            );
+        }
+        if !ok || depth.n_batches > 0 {
+            bail!("not everything was read and delivered; `acdlink status` shows what is left");
+        }
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install the signal handler")?;
+    }
+    let period = config
+        .connectors
+        .iter()
+        .filter(|connector| connector.enabled)
+        .map(|connector| {
+            Duration::from_secs(
+                connector
+                    .timelink_poll_secs
+                    .min(u64::from(connector.interval_minutes) * 60),
+            )
+        })
+        .min()
+        .unwrap_or(Duration::from_secs(60));
+    tracing::info!(period_secs = period.as_secs(), "service started");
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(error) = cycle(config, registry, &mut store, sink.as_ref(), false) {
+            tracing::error!(error = %format!("{error:#}"), "cycle failed");
+        }
+        let deadline = Instant::now() + period;
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    eprintln!("stopped: the current cycle finished; everything read is in the outbox");
+    Ok(())
+}
+
+/// `acdlink status`.
+pub fn status(config: &Config) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let mut rows = Vec::new();
+    for connector in &config.connectors {
+        let state = if !connector.enabled {
+            "disabled".to_string()
+        } else if let Some(since) = store.paused_since(&connector.name)? {
+            format!("paused since {}", acdlink_connector_api::UtcMillis(since))
+        } else {
+            "active".to_string()
+        };
+        let mut checkpoints = Vec::new();
+        for stream in acdlink_connector_api::StreamKind::ALL {
+            if let Some(checkpoint) = store.checkpoint(&connector.name, &stream.to_string())? {
+                let at = match (checkpoint.window_reached_ms, &checkpoint.state) {
+                    (Some(reached), _) => {
+                        format!("read up to {}", acdlink_connector_api::UtcMillis(reached))
+                    }
+                    (None, Some(state)) => format!("state of {} bytes", state.len()),
+                    (None, None) => "started".to_string(),
+                };
+                checkpoints.push(format!("{stream}: {at}"));
+            }
+        }
+        let depth = store.outbox_depth(Some(&connector.name))?;
+        rows.push([
+            connector.name.clone(),
+            state,
+            if checkpoints.is_empty() {
+                "never read".to_string()
+            } else {
+                checkpoints.join("; ")
+            },
+            format!(
+                "{} record(s) in {} batch(es)",
+                depth.n_records, depth.n_batches
+            ),
+        ]);
+    }
+    let mut out = std::io::stdout().lock();
+    write_table(
+        &mut out,
+        ["CONNECTOR", "STATE", "CHECKPOINTS", "OUTBOX"],
+        &rows,
+    )?;
+    let quarantined = store.quarantined()?;
+    if !quarantined.is_empty() {
+        writeln!(
+            out,
+            "\n{} quarantined batch(es) (refused by the WFM; not retried):",
+            quarantined.len()
+        )?;
+        for batch in quarantined {
+            writeln!(
+                out,
+                "  batch {} of `{}` ({} {} record(s)) at {}: status {}: {}",
+                batch.id,
+                batch.connector,
+                batch.n_records,
+                batch.endpoint,
+                acdlink_connector_api::UtcMillis(batch.quarantined_ms),
+                batch
+                    .status
+                    .map_or("none".to_string(), |status| status.to_string()),
+                batch.response
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `acdlink pause` and `acdlink resume`.
+pub fn set_paused(config: &Config, name: &str, paused: bool) -> anyhow::Result<()> {
+    if config.connector(name).is_none() {
+        bail!("no connector `{name}` in the configuration");
+    }
+    let mut store = open_store(config)?;
+    store.set_paused(name, paused)?;
+    if paused {
+        println!("{name}: paused; the service reads nothing from it until `acdlink resume {name}`");
+    } else {
+        println!("{name}: resumed; the next cycle imports everything it missed");
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The `http` sink: the WFM's upload API (docs/upload-api.md). One POST per outbox batch to
+//! `<base_url>/external-systems/<endpoint>`, with `Authorization: Bearer <key>` and the
+//! batch's `Idempotency-Key`; the response decides what becomes of the batch. TLS through
+//! rustls.
+
+use crate::{
+    config::HttpUpload,
+    secret::Secret,
+    store::OutboxBatch,
+    upload::{Delivery, Sink},
+};
+use std::time::Duration;
+
+/// The most of a refusal's response body kept with a quarantined batch.
+const MAX_RESPONSE_BYTES: usize = 4096;
+
+pub struct HttpSink {
+    client: reqwest::blocking::Client,
+    base_url: String,
+    api_key: Secret,
+    concurrency: usize,
+}
+
+impl HttpSink {
+    pub fn new(upload: &HttpUpload) -> anyhow::Result<HttpSink> {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(upload.timeout_secs))
+            .connect_timeout(Duration::from_secs(upload.timeout_secs.min(30)))
+            .user_agent(concat!("acdlink/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(HttpSink {
+            client,
+            base_url: upload.base_url.clone(),
+            api_key: upload.api_key.clone(),
+            concurrency: upload.concurrency as usize,
+        })
+    }
+}
+
+impl Sink for HttpSink {
+    fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    fn deliver(&self, batch: &OutboxBatch) -> Delivery {
+        let url = format!("{}/external-systems/{}", self.base_url, batch.endpoint);
+        let response = self
+            .client
+            .post(&url)
+            .bearer_auth(self.api_key.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", &batch.idempotency_key)
+            .body(batch.body.clone())
+            .send();
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                return Delivery::Retry {
+                    error: format!("POST {url}: {error}"),
+                    retry_after_secs: None,
+                }
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Delivery::Delivered;
+        }
+        let retry_after_secs = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        let mut text = response.text().unwrap_or_default();
+        if text.len() > MAX_RESPONSE_BYTES {
+            let mut end = MAX_RESPONSE_BYTES;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+        }
+        let code = status.as_u16();
+        match code {
+            401 | 403 => Delivery::Stop {
+                error: format!("POST {url}: {status}: {text}"),
+            },
+            408 | 429 | 500..=599 => Delivery::Retry {
+                error: format!("POST {url}: {status}"),
+                retry_after_secs,
+            },
+            _ => Delivery::Quarantine {
+                status: Some(code),
+                response: text,
+            },
+        }
+    }
+}
