@@ -33,20 +33,24 @@ pub fn body_format(config: &Config) -> BodyFormat {
     }
 }
 
-/// The streams of a connector that its configuration switches on.
+/// The streams of a connector that its configuration switches on. A connector that offers
+/// PhoneLink both per interval and per contact is read per interval: the WFM would count
+/// the same contacts twice otherwise.
 pub fn enabled_streams(
     connector: &ConnectorConfig,
     session: &Session,
 ) -> Vec<(StreamKind, ReadMode)> {
-    session
-        .manifest()
+    let manifest = session.manifest();
+    let has_intervals = manifest
+        .read_mode(StreamKind::PHONELINK_INTERVALS)
+        .is_some();
+    manifest
         .streams
         .iter()
         .filter(|info| match info.stream {
             StreamKind::TIMELINK => connector.timelink != Some(false),
-            StreamKind::PHONELINK_INTERVALS | StreamKind::PHONELINK_CONTACTS => {
-                connector.phonelink != Some(false)
-            }
+            StreamKind::PHONELINK_INTERVALS => connector.phonelink != Some(false),
+            StreamKind::PHONELINK_CONTACTS => connector.phonelink != Some(false) && !has_intervals,
             _ => false,
         })
         .map(|info| (info.stream, info.mode))

@@ -4,6 +4,7 @@ mod cli;
 mod equivalence;
 mod loading;
 mod panics;
+mod pipeline;
 
 use acdlink::{
     registry::{LoadOptions, Registry},

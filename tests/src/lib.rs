@@ -4,6 +4,8 @@
 //! The tests use the artifacts of `cargo build --workspace` (the README's test command
 //! runs it before the tests): cdylib crates and the binary are not built by `cargo test`.
 
+pub mod receiver;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},

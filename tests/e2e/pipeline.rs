@@ -1,0 +1,307 @@
+//! The pipeline end to end: the real binary reads the demo connector into its outbox and
+//! uploads it to the strict reference receiver, through failures, refusals, pauses and
+//! `kill -9`; the receiver must end with exactly the data of the window, each item once.
+
+use acdlink_tests::{
+    receiver::{Fault, Receiver, API_KEY},
+    stderr, stdout, Sandbox,
+};
+use std::{collections::BTreeMap, process::Command, time::Duration};
+
+fn pipeline_config(receiver: &Receiver, history_days: u32, queues: u32, batch_size: u32) -> String {
+    format!(
+        "[upload]\ntype = \"http\"\nbase_url = \"{}\"\napi_key = {{ env = \"ACDLINK_E2E_KEY\" }}\nintegration_configuration_id = 42\nexternal_system = \"e2e\"\nbatch_size = {batch_size}\nconcurrency = 2\ntimeout_secs = 5\n\n[[connector]]\nname = \"hq\"\nplugin = \"demo\"\ntimezone = \"Europe/Berlin\"\nhistory_days = {history_days}\n[connector.settings]\nqueues = {queues}\nagents = 5\n",
+        receiver.base_url
+    )
+}
+
+/// The binary with the API key in its environment (every command resolves the secrets).
+fn acdlink(sandbox: &Sandbox, args: &[&str]) -> std::process::Output {
+    sandbox.acdlink_with_env(args, &[("ACDLINK_E2E_KEY", API_KEY)])
+}
+
+fn run_once(sandbox: &Sandbox) -> std::process::Output {
+    acdlink(sandbox, &["run", "--once"])
+}
+
+/// `run --once` until it succeeds (retries wait for their backoff), at most `tries` times.
+fn run_until_done(sandbox: &Sandbox, tries: usize) {
+    for _ in 0..tries {
+        let output = run_once(sandbox);
+        if output.status.success() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    panic!("run --once did not succeed after {tries} tries");
+}
+
+/// The queue intervals `acdlink read` yields for the window the receiver's items span,
+/// as natural key -> (offered, handled, abandoned).
+fn expected_intervals(
+    sandbox: &Sandbox,
+    received: &BTreeMap<String, serde_json::Value>,
+) -> BTreeMap<String, (u64, u64, u64)> {
+    let starts: Vec<&str> = received
+        .values()
+        .map(|item| item["timestamp"].as_str().unwrap())
+        .collect();
+    let from = starts.iter().min().unwrap().to_string();
+    let last: jiff::Timestamp = starts.iter().max().unwrap().parse().unwrap();
+    let to = (last + jiff::SignedDuration::from_mins(15)).to_string();
+    let output = acdlink(
+        sandbox,
+        &[
+            "read",
+            "hq",
+            "--stream",
+            "phonelink-intervals",
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    stdout(&output)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            (
+                format!(
+                    "{}|{}|{}",
+                    record["queue_id"].as_str().unwrap(),
+                    record["channel"].as_str().unwrap(),
+                    record["start"].as_str().unwrap()
+                ),
+                (
+                    record["offered"].as_u64().unwrap(),
+                    record["handled"].as_u64().unwrap(),
+                    record["abandoned"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn received_intervals(receiver: &Receiver) -> BTreeMap<String, serde_json::Value> {
+    receiver.with(|received| {
+        received
+            .items
+            .get("queue-intervals")
+            .cloned()
+            .unwrap_or_default()
+    })
+}
+
+/// Every item was applied exactly once, on every endpoint.
+fn assert_each_applied_once(receiver: &Receiver) {
+    receiver.with(|received| {
+        assert!(
+            received.invalid.is_empty(),
+            "invalid bodies: {:?}",
+            received.invalid
+        );
+        for (endpoint, applications) in &received.applications {
+            let twice: Vec<_> = applications
+                .iter()
+                .filter(|(_, n)| **n != 1)
+                .take(5)
+                .collect();
+            assert!(
+                twice.is_empty(),
+                "{endpoint}: applied more than once: {twice:?}"
+            );
+        }
+    });
+}
+
+fn assert_matches_read(sandbox: &Sandbox, receiver: &Receiver) {
+    let received = received_intervals(receiver);
+    assert!(!received.is_empty(), "queue intervals arrived");
+    let expected = expected_intervals(sandbox, &received);
+    let actual: BTreeMap<String, (u64, u64, u64)> = received
+        .iter()
+        .map(|(key, item)| {
+            (
+                key.clone(),
+                (
+                    item["offered"].as_u64().unwrap(),
+                    item["handled"].as_u64().unwrap(),
+                    item["abandoned"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "as many intervals as `acdlink read` yields"
+    );
+    assert!(
+        actual == expected,
+        "the receiver's intervals differ from `acdlink read`"
+    );
+}
+
+#[test]
+fn a_history_import_arrives_exactly_once_and_matches_read() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&pipeline_config(&receiver, 3, 4, 200));
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_matches_read(&sandbox, &receiver);
+    // Three local days and today: at least 3 * 96 intervals per queue.
+    assert!(received_intervals(&receiver).len() >= 4 * 96 * 3);
+    let statuses = receiver.with(|received| {
+        received
+            .items
+            .get("agent-statuses")
+            .map_or(0, BTreeMap::len)
+    });
+    assert!(statuses > 100, "agent statuses arrived: {statuses}");
+    assert_each_applied_once(&receiver);
+
+    // The next cycle re-reads the reconciliation window and sends nothing unchanged.
+    let n_requests = receiver.with(|received| received.n_requests);
+    let again = run_once(&sandbox);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("enqueued 0 new or changed"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(receiver.with(|received| received.n_requests), n_requests);
+}
+
+#[test]
+fn after_500s_dropped_connections_and_429s_everything_arrives_once() {
+    let receiver = Receiver::start();
+    receiver.push_faults([
+        Fault::Status(500, None),
+        Fault::Drop,
+        Fault::Status(503, None),
+        Fault::Status(429, Some(1)),
+        Fault::Slow(Duration::from_millis(300)),
+        Fault::Status(502, None),
+    ]);
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&pipeline_config(&receiver, 1, 3, 100));
+    let first = run_once(&sandbox);
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "failures are reported: {}",
+        stderr(&first)
+    );
+    assert!(stderr(&first).contains("to retry"), "{}", stderr(&first));
+    run_until_done(&sandbox, 20);
+    assert_matches_read(&sandbox, &receiver);
+    assert_each_applied_once(&receiver);
+}
+
+#[test]
+fn a_refused_batch_is_quarantined_and_shown_while_the_rest_arrive() {
+    let receiver = Receiver::start();
+    receiver.refuse_bodies_containing("agent0002@demo.example");
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&pipeline_config(&receiver, 1, 2, 1000));
+    let output = run_once(&sandbox);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("quarantined"),
+        "{}",
+        stderr(&output)
+    );
+    let status = acdlink(&sandbox, &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let text = stdout(&status);
+    assert!(text.contains("quarantined batch(es)"), "{text}");
+    assert!(text.contains("agent-statuses record(s)"), "{text}");
+    assert!(
+        text.contains("status 400: {\"error\":\"refused: contains agent0002@demo.example\"}"),
+        "{text}"
+    );
+    // Everything else arrived, and a second cycle does not retry the refused batch.
+    assert_matches_read(&sandbox, &receiver);
+    let requests = receiver.with(|received| received.n_requests);
+    assert!(run_once(&sandbox).status.success());
+    assert_eq!(receiver.with(|received| received.n_requests), requests);
+}
+
+#[test]
+fn resume_imports_what_was_missed_while_paused() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&pipeline_config(&receiver, 1, 2, 500));
+    let paused = acdlink(&sandbox, &["pause", "hq"]);
+    assert!(paused.status.success(), "{}", stderr(&paused));
+    let skipped = run_once(&sandbox);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    assert!(
+        stderr(&skipped).contains("connector `hq`: skipped (paused)"),
+        "{}",
+        stderr(&skipped)
+    );
+    assert!(stdout(&acdlink(&sandbox, &["status"])).contains("paused since"));
+    assert_eq!(receiver.with(|received| received.n_requests), 0);
+
+    assert!(acdlink(&sandbox, &["resume", "hq"]).status.success());
+    let resumed = run_once(&sandbox);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_matches_read(&sandbox, &receiver);
+    assert_each_applied_once(&receiver);
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
+    let receiver = Receiver::start();
+    // Slow answers keep the upload going long enough to be interrupted.
+    receiver.push_faults((0..400).map(|_| Fault::Slow(Duration::from_millis(4))));
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&pipeline_config(&receiver, 12, 12, 50));
+    let mut state: u64 = 0x5eed;
+    let mut n_killed_while_uploading = 0;
+    for round in 0..10 {
+        let n_requests_before = receiver.with(|received| received.n_requests);
+        let mut child = Command::new(acdlink_tests::acdlink_binary())
+            .arg("--config")
+            .arg(sandbox.path().join("acdlink.toml"))
+            .args(["run"])
+            .env("ACDLINK_E2E_KEY", API_KEY)
+            .env("RUST_BACKTRACE", "0")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start acdlink run");
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Checkpoints carry the import forward from round to round, so later rounds are
+        // killed while uploading.
+        let pause_ms = 300 + (state >> 33) % 2500;
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        let n_requests = receiver.with(|received| received.n_requests);
+        eprintln!("round {round}: killed after {pause_ms} ms; {n_requests} requests so far");
+        if n_requests > n_requests_before {
+            n_killed_while_uploading += 1;
+        }
+        // Enough rounds in both phases: reading into the outbox (the first ones) and
+        // uploading (once the checkpoints have carried the import through).
+        if round >= 3 && n_killed_while_uploading >= 2 {
+            break;
+        }
+    }
+    assert!(
+        n_killed_while_uploading >= 1,
+        "no round killed acdlink while it uploaded"
+    );
+    let n_before_final = receiver.with(|received| received.n_requests);
+    run_until_done(&sandbox, 20);
+    let n_after = receiver.with(|received| received.n_requests);
+    eprintln!("{n_before_final} requests before the final run, {n_after} after");
+    assert_matches_read(&sandbox, &receiver);
+    assert_each_applied_once(&receiver);
+}
