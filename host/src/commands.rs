@@ -224,6 +224,12 @@ pub fn run(config: &Config, registry: &Registry, once: bool) -> anyhow::Result<(
                 depth.n_records, depth.n_batches
             );
         }
+        if let Some(UploadConfig::File(file)) = &config.upload {
+            eprintln!(
+                "the file sink writes NDJSON (one body per line, a file per endpoint) to {}",
+                file.path.display()
+            );
+        }
         if !ok || depth.n_batches > 0 {
             bail!("not everything was read and delivered; `acdlink status` shows what is left");
         }

@@ -403,6 +403,31 @@ impl Resolver<'_> {
         self.path.parent().unwrap_or(Path::new("."))
     }
 
+    /// `path` relative to the configuration file's directory, with `.` and `..` resolved
+    /// lexically (so messages show `demo-out/upload`, not `examples/../demo-out/upload`).
+    fn relative(&self, path: &Path) -> PathBuf {
+        let mut resolved = PathBuf::new();
+        for component in self.base().join(path).components() {
+            match component {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir
+                    if matches!(
+                        resolved.components().next_back(),
+                        Some(std::path::Component::Normal(_))
+                    ) =>
+                {
+                    resolved.pop();
+                }
+                other => resolved.push(other),
+            }
+        }
+        if resolved.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            resolved
+        }
+    }
+
     fn resolve(&self) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(self.text)
             .map_err(|error| self.error(error.span(), error.message().to_string()))?;
@@ -545,7 +570,7 @@ impl Resolver<'_> {
                 }
                 let path = raw.path.as_ref().ok_or_else(|| missing("path"))?;
                 Ok(UploadConfig::File(FileUpload {
-                    path: self.base().join(path.get_ref()),
+                    path: self.relative(path.get_ref()),
                     integration_configuration_id: raw.integration_configuration_id.unwrap_or(0),
                     external_system: raw.external_system.clone(),
                     batch_size: self.number(
@@ -566,7 +591,7 @@ impl Resolver<'_> {
     fn secret(&self, key: &str, raw: &Spanned<RawSecret>) -> Result<Secret, ConfigError> {
         let source = match (&raw.get_ref().env, &raw.get_ref().file) {
             (Some(name), None) => SecretSource::Env(name.clone()),
-            (None, Some(path)) => SecretSource::File(self.base().join(path)),
+            (None, Some(path)) => SecretSource::File(self.relative(path)),
             _ => {
                 return Err(self.error(
                     Some(raw.span()),
@@ -695,7 +720,7 @@ impl Resolver<'_> {
     ) -> Result<(serde_json::Value, serde_json::Value), ConfigError> {
         if let Some(source) = secret_reference(value) {
             let source = match source {
-                SecretSource::File(path) => SecretSource::File(self.base().join(path)),
+                SecretSource::File(path) => SecretSource::File(self.relative(&path)),
                 env => env,
             };
             let secret = source.load().map_err(|problem| {
