@@ -144,32 +144,61 @@ fn sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
     }
 }
 
-/// One cycle: catch up every connector, then drain. Returns whether everything worked.
+/// What a cycle did.
+struct CycleOutcome {
+    /// Everything read and delivered without an error.
+    ok: bool,
+    /// Some connector stopped reading because the outbox was full.
+    outbox_full: bool,
+    /// Connectors that failed this cycle.
+    failed: Vec<String>,
+    /// Connectors that read successfully this cycle.
+    succeeded: Vec<String>,
+    n_delivered_records: usize,
+}
+
+/// One cycle: catch up every connector (except those `backing_off` says to leave alone),
+/// then drain the outbox.
 fn cycle(
     config: &Config,
     registry: &Registry,
     store: &mut Store,
     sink: &dyn Sink,
     interactive: bool,
-) -> anyhow::Result<bool> {
+    backing_off: impl Fn(&str) -> bool,
+) -> anyhow::Result<CycleOutcome> {
     let bar = progress_bar(0, "read");
     if !interactive {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let outcomes = service::catch_up_all(config, registry, store, |name, stream, day, report| {
-        bar.inc_length(1);
-        bar.inc(1);
-        bar.set_message(format!(
-            "{name} {stream} {}: {} read, {} new",
-            day.from, report.n_read, report.n_enqueued
-        ));
-    })?;
+    let outcomes = service::catch_up_all(
+        config,
+        registry,
+        store,
+        backing_off,
+        |name, stream, day, report| {
+            bar.inc_length(1);
+            bar.inc(1);
+            bar.set_message(format!(
+                "{name} {stream} {}: {} read, {} new",
+                day.from, report.n_read, report.n_enqueued
+            ));
+        },
+    )?;
     bar.finish_and_clear();
     let mut ok = true;
+    let mut failed = Vec::new();
+    let mut succeeded = Vec::new();
+    let outbox_full = outcomes.iter().any(|outcome| outcome.outbox_full);
     for outcome in &outcomes {
+        if outcome.outbox_full {
+            eprintln!("connector `{}`: reading paused, the outbox is full ({} records at most); it goes on once uploads make room", outcome.name, config.max_outbox_records);
+        }
         match (&outcome.skipped, &outcome.result) {
             (Some(reason), _) => eprintln!("connector `{}`: skipped ({reason})", outcome.name),
-            (None, Ok(report)) => eprintln!(
+            (None, Ok(report)) => {
+                succeeded.push(outcome.name.clone());
+                eprintln!(
                 "connector `{}`: read {} record(s), enqueued {} new or changed ({} unchanged, {} dropped unmapped, {} rejected)",
                 outcome.name,
                 report.n_read,
@@ -177,9 +206,11 @@ fn cycle(
                 report.n_unchanged,
                 report.n_dropped_queues + report.n_dropped_agents,
                 report.n_rejects
-            ),
+            )
+            }
             (None, Err(error)) => {
                 ok = false;
+                failed.push(outcome.name.clone());
                 eprintln!("connector `{}`: failed: {error}", outcome.name);
             }
         }
@@ -207,7 +238,13 @@ fn cycle(
     if report.n_retried > 0 || report.n_quarantined > 0 {
         ok = false;
     }
-    Ok(ok)
+    Ok(CycleOutcome {
+        ok,
+        outbox_full,
+        failed,
+        succeeded,
+        n_delivered_records: report.n_delivered_records,
+    })
 }
 
 /// `acdlink run [--once]`.
@@ -216,7 +253,24 @@ pub fn run(config: &Config, registry: &Registry, once: bool) -> anyhow::Result<(
     let sink = sink(config)?;
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if once {
-        let ok = cycle(config, registry, &mut store, sink.as_ref(), interactive)?;
+        // Cycles until the reading is done: a backfill larger than the outbox limit takes
+        // several, each draining what the one before read. It stops when a cycle makes no
+        // progress (the WFM is away), leaving the rest to the next run.
+        let mut ok;
+        loop {
+            let outcome = cycle(
+                config,
+                registry,
+                &mut store,
+                sink.as_ref(),
+                interactive,
+                |_| false,
+            )?;
+            ok = outcome.ok;
+            if !outcome.outbox_full || outcome.n_delivered_records == 0 {
+                break;
+            }
+        }
         let depth = store.outbox_depth(None)?;
         if depth.n_batches > 0 {
             eprintln!(
@@ -254,17 +308,70 @@ pub fn run(config: &Config, registry: &Registry, once: bool) -> anyhow::Result<(
         .min()
         .unwrap_or(Duration::from_secs(60));
     tracing::info!(period_secs = period.as_secs(), "service started");
+    // A failing connector waits 1 minute, doubling up to an hour, while the others go on.
+    let mut failures: std::collections::HashMap<String, (u32, Instant)> =
+        std::collections::HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        if let Err(error) = cycle(config, registry, &mut store, sink.as_ref(), false) {
-            tracing::error!(error = %format!("{error:#}"), "cycle failed");
+        let now = Instant::now();
+        let backing_off = |name: &str| {
+            failures
+                .get(name)
+                .is_some_and(|(_, retry_at)| *retry_at > now)
+        };
+        match cycle(
+            config,
+            registry,
+            &mut store,
+            sink.as_ref(),
+            false,
+            backing_off,
+        ) {
+            Ok(outcome) => {
+                for name in outcome.succeeded {
+                    failures.remove(&name);
+                }
+                for name in outcome.failed {
+                    let entry = failures.entry(name.clone()).or_insert((0, now));
+                    entry.0 += 1;
+                    let wait = Duration::from_secs(60u64 << (entry.0 - 1).min(6))
+                        .min(Duration::from_secs(3600));
+                    entry.1 = Instant::now() + wait;
+                    tracing::warn!(connector = %name, failures = entry.0, wait_secs = wait.as_secs(), "connector backs off");
+                }
+                if outcome.outbox_full && outcome.n_delivered_records > 0 {
+                    // Room was made: read on at once instead of waiting for the next tick.
+                    continue;
+                }
+            }
+            Err(error) => tracing::error!(error = %format!("{error:#}"), "cycle failed"),
         }
-        let deadline = Instant::now() + period;
+        let deadline = next_tick(config, period);
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     eprintln!("stopped: the current cycle finished; everything read is in the outbox");
     Ok(())
+}
+
+/// When the next cycle is due: the next interval boundary plus the delay of the soonest
+/// connector, or `period` from now if that is sooner (TimeLink polling, retries).
+fn next_tick(config: &Config, period: Duration) -> Instant {
+    let now_ms = crate::store::now_ms();
+    let soonest_ms = config
+        .connectors
+        .iter()
+        .filter(|connector| connector.enabled)
+        .map(|connector| {
+            let interval_ms = i64::from(connector.interval_minutes) * 60_000;
+            let delay_ms = connector.delay_secs as i64 * 1000;
+            // The first boundary whose read time (boundary + delay) is still ahead.
+            let boundary = (now_ms - delay_ms).div_euclid(interval_ms) * interval_ms + interval_ms;
+            boundary + delay_ms - now_ms
+        })
+        .min()
+        .unwrap_or(period.as_millis() as i64);
+    Instant::now() + Duration::from_millis(soonest_ms.max(1000) as u64).min(period)
 }
 
 /// `acdlink status`.

@@ -115,6 +115,9 @@ pub struct ConnectorOutcome {
     pub name: String,
     pub result: Result<ImportReport, String>,
     pub skipped: Option<&'static str>,
+    /// Reading stopped early because the outbox reached `max_outbox_records`; the next
+    /// cycle goes on from the checkpoint once uploads have made room.
+    pub outbox_full: bool,
 }
 
 /// Reads every enabled, unpaused connector up to now into the outbox. A failing connector
@@ -123,6 +126,7 @@ pub fn catch_up_all(
     config: &Config,
     registry: &Registry,
     store: &mut Store,
+    backing_off: impl Fn(&str) -> bool,
     mut on_day: impl FnMut(&str, StreamKind, TimeWindow, &ImportReport),
 ) -> Result<Vec<ConnectorOutcome>, crate::store::StoreError> {
     let format = body_format(config);
@@ -131,16 +135,33 @@ pub fn catch_up_all(
         if !connector.enabled {
             continue;
         }
-        if store.paused_since(&connector.name)?.is_some() {
+        let skipped = if store.paused_since(&connector.name)?.is_some() {
+            Some("paused")
+        } else if backing_off(&connector.name) {
+            Some("backing off after a failure")
+        } else {
+            None
+        };
+        if skipped.is_some() {
             outcomes.push(ConnectorOutcome {
                 name: connector.name.clone(),
                 result: Ok(ImportReport::default()),
-                skipped: Some("paused"),
+                skipped,
+                outbox_full: false,
             });
             continue;
         }
-        let result = catch_up(connector, registry, store, &format, &mut on_day)
-            .map_err(|error| format!("{error:#}"));
+        let mut outbox_full = false;
+        let result = catch_up(
+            connector,
+            registry,
+            store,
+            &format,
+            config.max_outbox_records,
+            &mut outbox_full,
+            &mut on_day,
+        )
+        .map_err(|error| format!("{error:#}"));
         if let Err(error) = &result {
             tracing::error!(connector = %connector.name, %error, "connector failed this cycle; the others go on");
         }
@@ -148,16 +169,20 @@ pub fn catch_up_all(
             name: connector.name.clone(),
             result,
             skipped: None,
+            outbox_full,
         });
     }
     Ok(outcomes)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn catch_up(
     connector: &ConnectorConfig,
     registry: &Registry,
     store: &mut Store,
     format: &BodyFormat,
+    max_outbox_records: u64,
+    outbox_full: &mut bool,
     on_day: &mut impl FnMut(&str, StreamKind, TimeWindow, &ImportReport),
 ) -> anyhow::Result<ImportReport> {
     let plugin = registry
@@ -191,6 +216,13 @@ fn catch_up(
             continue;
         };
         for day in local_days(connector, window)? {
+            // Backpressure: with the WFM away the outbox would grow without end; the
+            // source keeps the data and the checkpoint says where to go on.
+            if importer.store.outbox_depth(None)?.n_records as u64 >= max_outbox_records {
+                tracing::warn!(connector = %connector.name, max_outbox_records, "outbox full; reading pauses until uploads make room");
+                *outbox_full = true;
+                return Ok(total);
+            }
             let report = importer
                 .import_window(stream, day, &mut Destination::Outbox)
                 .map_err(|error: PipelineError| anyhow::anyhow!(error))?;

@@ -305,3 +305,24 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
     assert_matches_read(&sandbox, &receiver);
     assert_each_applied_once(&receiver);
 }
+
+#[test]
+fn a_full_outbox_pauses_reading_and_the_backfill_goes_on_after_uploads() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    let config = format!(
+        "[host]\nmax_outbox_records = 1000\n\n{}",
+        pipeline_config(&receiver, 3, 4, 200)
+    );
+    // Sandbox::write_config puts its own [host] table first; this test needs its own.
+    std::fs::write(sandbox.path().join("acdlink.toml"), config).unwrap();
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("reading paused, the outbox is full (1000 records at most)"),
+        "{}",
+        stderr(&output)
+    );
+    assert_matches_read(&sandbox, &receiver);
+    assert_each_applied_once(&receiver);
+}
