@@ -1,0 +1,248 @@
+//! End-to-end throughput of the pipeline: demo connector -> map -> outbox (SQLite) -> http
+//! sink -> a loopback receiver that parses every body as JSON. In the same run, the raw
+//! limit of the upload step: the same kind of pre-serialised bodies posted with the same
+//! client and concurrency to the same receiver. Prints records per second for both, their
+//! ratio, and the peak RSS.
+//!
+//! ```text
+//! cargo bench -p acdlink --bench pipeline -- [--days N] [--queues N] [--batch N] [--concurrency N]
+//! ```
+//!
+//! `--days 1095 --queues 200` is the three-year backfill of 200 queues at 15-minute
+//! intervals (about 21 million interval records).
+
+use acdlink::{
+    config::{Config, UploadConfig},
+    http::HttpSink,
+    mapping,
+    registry::{LoadOptions, Registry},
+    service,
+    store::{now_ms, OutboxBatch, Store},
+    upload::{self, Sink},
+};
+use acdlink_connector_api::{time::SourceTimeZone, StreamKind, TimeWindow, UtcMillis};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+/// The same allocator as the `acdlink` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Options {
+    days: u32,
+    queues: u32,
+    batch: u32,
+    concurrency: u32,
+}
+
+fn parse_options() -> Options {
+    let mut options = Options {
+        days: 30,
+        queues: 200,
+        batch: 1000,
+        concurrency: 4,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || -> u32 {
+            args.next()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or_else(|| panic!("{arg} needs a number"))
+        };
+        match arg.as_str() {
+            "--days" => options.days = value(),
+            "--queues" => options.queues = value(),
+            "--batch" => options.batch = value(),
+            "--concurrency" => options.concurrency = value(),
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    options
+}
+
+/// A loopback receiver that parses every body and counts its items.
+struct CountingReceiver {
+    base_url: String,
+    n_items: Arc<AtomicU64>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl CountingReceiver {
+    fn start(n_threads: usize) -> CountingReceiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let n_items = Arc::new(AtomicU64::new(0));
+        for _ in 0..n_threads {
+            let server = Arc::clone(&server);
+            let n_items = Arc::clone(&n_items);
+            std::thread::spawn(move || {
+                while let Ok(mut request) = server.recv() {
+                    let mut body = Vec::new();
+                    let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
+                    let status = match serde_json::from_slice::<serde_json::Value>(&body) {
+                        Ok(value) => {
+                            let n = value["data"].as_array().map_or(0, Vec::len) as u64;
+                            n_items.fetch_add(n, Ordering::Relaxed);
+                            200
+                        }
+                        Err(_) => 400,
+                    };
+                    let _ = request.respond(tiny_http::Response::empty(status));
+                }
+            });
+        }
+        CountingReceiver {
+            base_url: format!("http://127.0.0.1:{port}"),
+            n_items,
+            server,
+        }
+    }
+}
+
+impl Drop for CountingReceiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+fn main() {
+    let options = parse_options();
+    let receiver = CountingReceiver::start(4);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::env::set_var("ACDLINK_BENCH_KEY", "bench");
+    let text = format!(
+        "[host]\nstate_dir = \"state\"\n\n[upload]\ntype = \"http\"\nbase_url = \"{}\"\napi_key = {{ env = \"ACDLINK_BENCH_KEY\" }}\nintegration_configuration_id = 1\nbatch_size = {}\nconcurrency = {}\n\n[[connector]]\nname = \"bench\"\nplugin = \"demo\"\ntimelink = false\nhistory_days = {}\nreconcile_hours = 0\ndelay_secs = 0\n[connector.settings]\nqueues = {}\nagents = 0\n",
+        receiver.base_url, options.batch, options.concurrency, options.days, options.queues
+    );
+    let config = Config::parse(&dir.path().join("acdlink.toml"), &text)
+        .expect("the benchmark's configuration");
+    let registry = Registry::load(&LoadOptions {
+        include_builtins: true,
+        ..LoadOptions::default()
+    });
+    let Some(UploadConfig::Http(http)) = &config.upload else {
+        unreachable!("the configuration above is http")
+    };
+    let sink = HttpSink::new(http).expect("an http client");
+    let mut store = Store::open(&config.state_dir).expect("the state store");
+    println!(
+        "pipeline: demo {} queues x {} days of 15-minute intervals, batches of {}, concurrency {}, outbox limit {}",
+        options.queues, options.days, options.batch, options.concurrency, config.max_outbox_records
+    );
+
+    // End to end, as `acdlink run --once` does it: read (with backpressure), drain, repeat.
+    let started = Instant::now();
+    let mut n_read = 0usize;
+    let mut last_report = Instant::now();
+    loop {
+        let outcomes = service::catch_up_all(
+            &config,
+            &registry,
+            &mut store,
+            |_| false,
+            |_, _, day, report| {
+                n_read += report.n_read;
+                if last_report.elapsed().as_secs() >= 10 {
+                    last_report = Instant::now();
+                    eprintln!(
+                        "  read up to {} ({n_read} records, {:.0} s)",
+                        day.to,
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            },
+        )
+        .expect("catch up");
+        for outcome in &outcomes {
+            if let Err(error) = &outcome.result {
+                panic!("connector failed: {error}");
+            }
+        }
+        let drained = upload::drain(&mut store, &sink, |_| {}).expect("drain");
+        assert!(
+            drained.stopped.is_none() && drained.n_retried == 0,
+            "uploads failed: {drained:?}"
+        );
+        if !outcomes.iter().any(|outcome| outcome.outbox_full) {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let n_received = receiver.n_items.load(Ordering::Relaxed);
+    assert_eq!(n_received as usize, n_read, "every record read arrived");
+    let end_to_end = n_read as f64 / seconds;
+    println!(
+        "end to end: {n_read} records in {seconds:.1} s = {:.0} records/s",
+        end_to_end
+    );
+    let peak_end_to_end = peak_rss_mib();
+
+    // The raw limit of the upload step: the same kind of bodies, pre-serialised.
+    let zone = SourceTimeZone::utc();
+    let plugin = registry.find("demo").expect("the demo is built in");
+    let mut session = acdlink::session::Session::open(
+        "raw",
+        plugin,
+        &serde_json::json!({ "queues": options.queues, "agents": 0 }),
+        &zone,
+    )
+    .expect("open the demo");
+    let day_ms = 86_400_000;
+    let from = UtcMillis(now_ms() / day_ms * day_ms - 7 * day_ms);
+    let mut bodies: Vec<OutboxBatch> = Vec::new();
+    let mut n_raw_records = 0usize;
+    session
+        .read_pages(
+            StreamKind::PHONELINK_INTERVALS,
+            Some(TimeWindow::new(from, UtcMillis(from.0 + 7 * day_ms))),
+            None,
+            4096,
+            |batch| {
+                let mapped = mapping::map_records(&batch.records, &Default::default());
+                for chunk in mapped.items.chunks(options.batch as usize) {
+                    n_raw_records += chunk.len();
+                    bodies.push(OutboxBatch {
+                        id: bodies.len() as i64,
+                        connector: "raw".to_string(),
+                        endpoint: "queue-intervals".to_string(),
+                        n_records: chunk.len(),
+                        body: mapping::body(chunk, 1, None),
+                        idempotency_key: format!("raw-{}", bodies.len()),
+                        attempts: 0,
+                    });
+                }
+                std::ops::ControlFlow::Continue(())
+            },
+        )
+        .expect("read the demo");
+    let started = Instant::now();
+    for chunk in bodies.chunks(options.concurrency as usize) {
+        std::thread::scope(|scope| {
+            for batch in chunk {
+                let sink = &sink;
+                scope.spawn(move || assert_eq!(sink.deliver(batch), upload::Delivery::Delivered));
+            }
+        });
+    }
+    let raw_seconds = started.elapsed().as_secs_f64();
+    let raw = n_raw_records as f64 / raw_seconds;
+    println!(
+        "raw upload limit: {n_raw_records} records in {raw_seconds:.1} s = {raw:.0} records/s"
+    );
+    println!("end to end / raw upload = {:.2}", end_to_end / raw);
+    if let Some(peak) = peak_end_to_end {
+        println!("peak RSS during the end-to-end run: {peak:.1} MiB");
+    }
+}
