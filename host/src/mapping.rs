@@ -10,7 +10,8 @@ use crate::config::{MappingConfig, UnmappedPolicy};
 use acdlink_connector_api::{
     AgentStatus, Channel, ContactEvent, QueueInterval, Records, StreamKind,
 };
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::json;
 
 /// The API endpoint of a stream, below `/external-systems/`.
 pub fn endpoint(stream: StreamKind) -> Option<&'static str> {
@@ -30,7 +31,8 @@ pub struct Item {
     pub natural_key: String,
     /// Changes whenever anything the WFM gets changes.
     pub fingerprint: i64,
-    pub json: Value,
+    /// The item as JSON text, exactly as it goes into a body.
+    pub json: String,
 }
 
 /// The mapped records of one batch, and what mapping dropped.
@@ -96,6 +98,27 @@ fn queue<'a>(
     }
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct QueueIntervalItem<'a> {
+    queue_identifier: &'a str,
+    queue_name: &'a str,
+    channel: &'a str,
+    timestamp: &'a str,
+    interval_minutes: u32,
+    offered: u32,
+    handled: u32,
+    abandoned: u32,
+    handling_time: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "values")]
+    values: Vec<(&'a str, f64)>,
+}
+
+/// Named extras as a JSON object.
+fn values<S: serde::Serializer>(values: &[(&str, f64)], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(values.iter().map(|(name, value)| (*name, *value)))
+}
+
 fn queue_interval(record: &QueueInterval, mapping: &MappingConfig) -> Option<Item> {
     let (identifier, name, channel) = queue(
         &record.queue_id,
@@ -104,26 +127,42 @@ fn queue_interval(record: &QueueInterval, mapping: &MappingConfig) -> Option<Ite
         mapping,
     )?;
     let timestamp = record.start.to_string();
-    let mut json = json!({
-        "queueIdentifier": identifier,
-        "queueName": name,
-        "channel": channel,
-        "timestamp": timestamp,
-        "intervalMinutes": record.interval_minutes,
-        "offered": record.offered,
-        "handled": record.handled,
-        "abandoned": record.abandoned,
-        "handlingTime": record.handle_time_secs,
-    });
-    if !record.extras.is_empty() {
-        let values: Map<String, Value> = record
+    let json = to_json(&QueueIntervalItem {
+        queue_identifier: identifier,
+        queue_name: name,
+        channel: &channel,
+        timestamp: &timestamp,
+        interval_minutes: record.interval_minutes,
+        offered: record.offered,
+        handled: record.handled,
+        abandoned: record.abandoned,
+        handling_time: record.handle_time_secs,
+        values: record
             .extras
             .iter()
-            .map(|extra| (extra.name.to_string(), json!(extra.value)))
-            .collect();
-        json["values"] = Value::Object(values);
-    }
+            .map(|extra| (extra.name.as_str(), extra.value))
+            .collect(),
+    });
     Some(item(format!("{identifier}|{channel}|{timestamp}"), json))
+}
+
+#[derive(Serialize)]
+struct ContactProperties {
+    offered: bool,
+    handled: bool,
+    duration: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ContactEventItem<'a> {
+    properties: ContactProperties,
+    queue_name: &'a str,
+    queue_identifier: &'a str,
+    timestamp: &'a str,
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_identifier: Option<&'a str>,
 }
 
 fn contact_event(record: &ContactEvent, mapping: &MappingConfig) -> Option<Item> {
@@ -133,26 +172,39 @@ fn contact_event(record: &ContactEvent, mapping: &MappingConfig) -> Option<Item>
         record.channel,
         mapping,
     )?;
-    let mut json = json!({
-        "properties": {
-            "offered": record.offered,
-            "handled": record.handled,
-            "duration": record.duration_secs,
+    let contact_id = record
+        .contact_id
+        .as_ref()
+        .map(|contact_id| contact_id.as_str())
+        .into_option();
+    let json = to_json(&ContactEventItem {
+        properties: ContactProperties {
+            offered: record.offered,
+            handled: record.handled,
+            duration: record.duration_secs,
         },
-        "queueName": name,
-        "queueIdentifier": identifier,
-        "timestamp": record.timestamp.to_string(),
-        "channel": channel,
+        queue_name: name,
+        queue_identifier: identifier,
+        timestamp: &record.timestamp.to_string(),
+        channel: &channel,
+        contact_identifier: contact_id,
     });
-    let natural_key = match record.contact_id.as_ref().into_option() {
-        Some(contact_id) => {
-            json["contactIdentifier"] = json!(contact_id.as_str());
-            format!("{identifier}|{contact_id}")
-        }
+    let natural_key = match contact_id {
+        Some(contact_id) => format!("{identifier}|{contact_id}"),
         // Without an identifier the WFM appends: the item itself is its key.
-        None => json.to_string(),
+        None => json.clone(),
     };
     Some(item(natural_key, json))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentStatusItem<'a> {
+    agent_identifier: &'a str,
+    activity_identifier: &'a str,
+    start_time: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<String>,
 }
 
 fn agent_status(record: &AgentStatus, mapping: &MappingConfig) -> Option<Item> {
@@ -167,20 +219,22 @@ fn agent_status(record: &AgentStatus, mapping: &MappingConfig) -> Option<Item> {
         .or(mapping.default_activity.as_ref())
         .map_or(record.activity_id.as_str(), String::as_str);
     let start = record.start.to_string();
-    let mut json = json!({
-        "agentIdentifier": agent,
-        "activityIdentifier": activity,
-        "startTime": start,
+    let json = to_json(&AgentStatusItem {
+        agent_identifier: agent,
+        activity_identifier: activity,
+        start_time: &start,
+        end_time: record.end.into_option().map(|end| end.to_string()),
     });
-    if let Some(end) = record.end.into_option() {
-        json["endTime"] = json!(end.to_string());
-    }
     Some(item(format!("{agent}|{start}"), json))
 }
 
-fn item(natural_key: String, json: Value) -> Item {
+fn to_json(item: &impl Serialize) -> String {
+    serde_json::to_string(item).expect("items always serialize to JSON")
+}
+
+fn item(natural_key: String, json: String) -> Item {
     Item {
-        fingerprint: fnv1a(json.to_string().as_bytes()),
+        fingerprint: fnv1a(json.as_bytes()),
         natural_key,
         json,
     }
@@ -198,7 +252,7 @@ fn fnv1a(bytes: &[u8]) -> i64 {
     hash as i64
 }
 
-/// One request body: `{"data": [...], "meta": {...}}`.
+/// One request body: `{"data": [...], "meta": {...}}`, written from the items' JSON text.
 pub fn body(
     items: &[Item],
     integration_configuration_id: i64,
@@ -208,9 +262,19 @@ pub fn body(
     if let Some(system) = external_system {
         meta["externalSystem"] = json!(system);
     }
-    let data: Vec<&Value> = items.iter().map(|item| &item.json).collect();
-    serde_json::to_vec(&json!({ "data": data, "meta": meta }))
-        .expect("JSON values always serialize")
+    let length: usize = items.iter().map(|item| item.json.len() + 1).sum();
+    let mut body = Vec::with_capacity(length + 100);
+    body.extend_from_slice(b"{\"data\":[");
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item.json.as_bytes());
+    }
+    body.extend_from_slice(b"],\"meta\":");
+    body.extend_from_slice(meta.to_string().as_bytes());
+    body.push(b'}');
+    body
 }
 
 #[cfg(test)]
@@ -218,6 +282,10 @@ mod tests {
     use super::*;
     use crate::config::QueueMapping;
     use acdlink_connector_api::{Extra, ROption, RVec, UtcMillis};
+
+    fn parsed(item: &Item) -> serde_json::Value {
+        serde_json::from_str(&item.json).expect("items are JSON")
+    }
 
     fn interval(queue_id: &str) -> QueueInterval {
         QueueInterval {
@@ -261,7 +329,7 @@ mod tests {
         );
         assert_eq!(mapped.items.len(), 2);
         assert_eq!(
-            mapped.items[0].json,
+            parsed(&mapped.items[0]),
             json!({
                 "queueIdentifier": "1337_99", "queueName": "Level-1-Support", "channel": "calls",
                 "timestamp": "2024-03-04T09:00:00Z", "intervalMinutes": 15,
@@ -274,7 +342,8 @@ mod tests {
             "1337_99|calls|2024-03-04T09:00:00Z"
         );
         assert_eq!(
-            mapped.items[1].json["queueIdentifier"], "Q2",
+            parsed(&mapped.items[1])["queueIdentifier"],
+            "Q2",
             "unmapped queues pass by default"
         );
 
@@ -304,25 +373,25 @@ mod tests {
             status("0815", "ACD"),
         ]));
         let mapped = map_records(&records, &mapping);
-        let pairs: Vec<(&str, &str)> = mapped
+        let pairs: Vec<(String, String)> = mapped
             .items
             .iter()
             .map(|item| {
-                (
-                    item.json["agentIdentifier"].as_str().unwrap(),
-                    item.json["activityIdentifier"].as_str().unwrap(),
-                )
+                let item = parsed(item);
+                let text = |key: &str| item[key].as_str().unwrap().to_string();
+                (text("agentIdentifier"), text("activityIdentifier"))
             })
             .collect();
+        let expected = [
+            ("tina@example.com", "lunch"),
+            ("tina@example.com", "present"),
+            ("0815", "present"),
+        ];
         assert_eq!(
             pairs,
-            [
-                ("tina@example.com", "lunch"),
-                ("tina@example.com", "present"),
-                ("0815", "present")
-            ]
+            expected.map(|(agent, activity)| (agent.to_string(), activity.to_string()))
         );
-        assert_eq!(mapped.items[0].json["endTime"], "2024-03-04T09:05:00Z");
+        assert_eq!(parsed(&mapped.items[0])["endTime"], "2024-03-04T09:05:00Z");
 
         mapping.unmapped_agents = UnmappedPolicy::Drop;
         assert_eq!(map_records(&records, &mapping).n_dropped_agents, 1);
@@ -344,7 +413,7 @@ mod tests {
         assert_eq!(first.items[0].natural_key, second.items[0].natural_key);
         assert_ne!(first.items[0].fingerprint, second.items[0].fingerprint);
 
-        let body: Value =
+        let body: serde_json::Value =
             serde_json::from_slice(&body(&first.items, 1234, Some("Avaya CMS Hamburg"))).unwrap();
         assert_eq!(
             body["meta"],

@@ -155,6 +155,25 @@ pub struct OutboxBatch {
     pub attempts: u32,
 }
 
+/// What became of an outbox batch, to be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboxUpdate {
+    /// The WFM has it: it leaves the outbox.
+    Delivered { id: i64 },
+    /// Try again at `next_attempt_ms`.
+    Retry {
+        id: i64,
+        next_attempt_ms: i64,
+        error: String,
+    },
+    /// Refused for good: moved to quarantine with the response.
+    Quarantine {
+        id: i64,
+        status: Option<u16>,
+        response: String,
+    },
+}
+
 /// A batch the WFM refused for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuarantinedBatch {
@@ -453,12 +472,50 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
     }
 
+    /// Applies the outcomes of several delivery attempts in one transaction.
+    pub fn apply(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sqlite = move |error| StoreError::Sqlite {
+            path: path.clone(),
+            error,
+        };
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sqlite)?;
+        for update in updates {
+            match update {
+                OutboxUpdate::Delivered { id } => {
+                    transaction.execute("DELETE FROM outbox WHERE id = ?1", params![id])
+                }
+                OutboxUpdate::Retry {
+                    id,
+                    next_attempt_ms,
+                    error,
+                } => transaction.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
+                    params![id, next_attempt_ms, error],
+                ),
+                OutboxUpdate::Quarantine {
+                    id,
+                    status,
+                    response,
+                } => transaction
+                    .execute(
+                        "INSERT INTO quarantine (id, connector, endpoint, n_records, body, idempotency_key, status, response, quarantined_ms)
+                         SELECT id, connector, endpoint, n_records, body, idempotency_key, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
+                        params![id, status, response, now_ms()],
+                    )
+                    .and_then(|_| transaction.execute("DELETE FROM outbox WHERE id = ?1", params![id])),
+            }
+            .map_err(&sqlite)?;
+        }
+        transaction.commit().map_err(&sqlite)
+    }
+
     /// The WFM has the batch: it leaves the outbox.
     pub fn batch_delivered(&mut self, id: i64) -> Result<(), StoreError> {
-        self.connection
-            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
-            .map_err(self.sqlite())?;
-        Ok(())
+        self.apply(&[OutboxUpdate::Delivered { id }])
     }
 
     /// An attempt failed in a way that may pass: try again at `next_attempt_ms`.
@@ -468,40 +525,26 @@ impl Store {
         next_attempt_ms: i64,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.connection
-            .execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, next_attempt_ms, error],
-            )
-            .map_err(self.sqlite())?;
-        Ok(())
+        self.apply(&[OutboxUpdate::Retry {
+            id,
+            next_attempt_ms,
+            error: error.to_string(),
+        }])
     }
 
-    /// The WFM refused the batch for good: it moves to quarantine with the response, in
-    /// one transaction, and is never retried or deleted silently.
+    /// The WFM refused the batch for good: it moves to quarantine with the response, and is
+    /// never retried or deleted silently.
     pub fn quarantine_batch(
         &mut self,
         id: i64,
         status: Option<u16>,
         response: &str,
     ) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sqlite = move |error| StoreError::Sqlite {
-            path: path.clone(),
-            error,
-        };
-        let transaction = self.connection.transaction().map_err(&sqlite)?;
-        transaction
-            .execute(
-                "INSERT INTO quarantine (id, connector, endpoint, n_records, body, idempotency_key, status, response, quarantined_ms)
-                 SELECT id, connector, endpoint, n_records, body, idempotency_key, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
-                params![id, status, response, now_ms()],
-            )
-            .map_err(&sqlite)?;
-        transaction
-            .execute("DELETE FROM outbox WHERE id = ?1", params![id])
-            .map_err(&sqlite)?;
-        transaction.commit().map_err(&sqlite)
+        self.apply(&[OutboxUpdate::Quarantine {
+            id,
+            status,
+            response: response.to_string(),
+        }])
     }
 
     /// Every quarantined batch, oldest first.

@@ -7,7 +7,7 @@
 //! The backoff is computed here rather than with a retry crate because the schedule is
 //! persisted per batch (`next_attempt_ms` in the store), so it survives restarts.
 
-use crate::store::{now_ms, OutboxBatch, Store, StoreError};
+use crate::store::{now_ms, OutboxBatch, OutboxUpdate, Store, StoreError};
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -88,10 +88,14 @@ pub fn drain(
                 }
             });
         }
+        // One transaction for the round: a commit (an fsync) per batch would cost more than
+        // the upload itself. A crash before it commits re-sends the round's batches with
+        // their idempotency keys, which a receiver honouring them applies once.
+        let mut updates = Vec::with_capacity(outcomes.len());
         for (batch, delivery) in outcomes {
             match delivery {
                 Delivery::Delivered => {
-                    store.batch_delivered(batch.id)?;
+                    updates.push(OutboxUpdate::Delivered { id: batch.id });
                     report.n_delivered_batches += 1;
                     report.n_delivered_records += batch.n_records;
                 }
@@ -101,23 +105,32 @@ pub fn drain(
                 } => {
                     let delay_ms = backoff_ms(batch.attempts, retry_after_secs);
                     tracing::warn!(batch = batch.id, attempts = batch.attempts + 1, delay_ms, %error, "upload failed; will retry");
-                    store.batch_failed(batch.id, now_ms() + delay_ms, &error)?;
+                    updates.push(OutboxUpdate::Retry {
+                        id: batch.id,
+                        next_attempt_ms: now_ms() + delay_ms,
+                        error: error.clone(),
+                    });
                     report.n_retried += 1;
                     report.last_error = Some(error);
                 }
                 Delivery::Quarantine { status, response } => {
                     tracing::error!(batch = batch.id, connector = %batch.connector, ?status, %response, "batch refused by the WFM; quarantined");
-                    store.quarantine_batch(batch.id, status, &response)?;
+                    updates.push(OutboxUpdate::Quarantine {
+                        id: batch.id,
+                        status,
+                        response,
+                    });
                     report.n_quarantined += 1;
                 }
                 Delivery::Stop { error } => {
                     tracing::error!(%error, "the WFM refused the credentials; uploading stops, the data is kept");
-                    // The other outcomes of this round are still applied below.
+                    // The other outcomes of this round are still applied.
                     report.stopped = Some(error);
                 }
             }
-            on_progress(&report);
         }
+        store.apply(&updates)?;
+        on_progress(&report);
         if report.stopped.is_some() {
             return Ok(report);
         }
