@@ -19,6 +19,7 @@ fi
 # Doc tests (nextest does not run them).
 cargo test --workspace --doc --locked
 
-# Benchmarks run on demand; this smoke run, with tiny sizes in the dev profile, keeps the
-# read benchmark compiling and working.
+# Benchmarks run on demand; these smoke runs, with tiny sizes in the dev profile, keep the
+# benchmarks compiling and working.
 cargo bench -p acdlink --bench read_throughput --profile dev --locked -- --records 20000 --rounds 1
+cargo bench -p acdlink --bench pipeline --profile dev --locked -- --days 1 --queues 5
