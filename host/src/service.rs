@@ -188,11 +188,14 @@ fn catch_up(
     let plugin = registry
         .find(&connector.plugin)
         .ok_or_else(|| anyhow::anyhow!("no plugin of kind `{}` is loaded", connector.plugin))?;
-    let mut session = Session::open(
+    // No connector call may take longer than `call_timeout_secs`: a hanging source is
+    // reported and abandoned, and the other connectors go on.
+    let mut session = Session::open_with_timeout(
         &connector.name,
         plugin,
         connector.settings.resolved(),
         &connector.timezone,
+        Some(std::time::Duration::from_secs(connector.call_timeout_secs)),
     )?;
     let mut total = ImportReport::default();
     for (stream, mode) in enabled_streams(connector, &session) {

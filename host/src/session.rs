@@ -6,10 +6,10 @@ use acdlink_connector_api::{
     sdk::OpenContext,
     time::SourceTimeZone,
     validate::{check_batch, Violation},
-    CheckReport, ConnectorBox, ConnectorError, Discovery, Manifest, RSlice, ReadBatch, ReadMode,
-    ReadRequest, StreamKind, TimeWindow,
+    CheckReport, ConnectorBox, ConnectorError, Discovery, Manifest, RResult, RSlice, ReadBatch,
+    ReadMode, ReadRequest, StreamKind, TimeWindow,
 };
-use std::{fmt, ops::ControlFlow};
+use std::{fmt, ops::ControlFlow, sync::mpsc, time::Duration};
 
 /// A failed connector call.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,19 @@ pub enum SessionError {
         stream: StreamKind,
         page: usize,
         violations: Vec<Violation>,
+    },
+    /// A call took longer than the configured timeout; the instance is abandoned.
+    #[error("connector `{connector}`: {operation} took longer than {timeout_secs} s; the instance is abandoned and will be opened again")]
+    Timeout {
+        connector: String,
+        operation: &'static str,
+        timeout_secs: u64,
+    },
+    /// A call on an instance whose earlier call timed out.
+    #[error("connector `{connector}`: the instance was abandoned after {operation} timed out")]
+    Abandoned {
+        connector: String,
+        operation: &'static str,
     },
     /// The connector cannot read the stream, or not in the way asked.
     #[error("connector `{connector}`: {message}")]
@@ -60,36 +73,100 @@ pub struct ReadSummary {
     pub n_rejects: usize,
 }
 
-/// An opened connector instance.
+/// A job for the connector's worker thread.
+type Job = Box<dyn FnOnce(&mut ConnectorBox) + Send>;
+
+/// An opened connector instance. Its calls run on a thread of its own, so that the host can
+/// stop waiting for a call that takes longer than the configured timeout: such an instance
+/// is abandoned (its thread finishes the call whenever it does) and every later call of
+/// this session fails at once; the caller opens a new session.
 pub struct Session {
     name: String,
     manifest: Manifest,
-    instance: ConnectorBox,
+    jobs: mpsc::Sender<Job>,
+    call_timeout: Option<Duration>,
+    /// Set when a call timed out: the operation that did.
+    abandoned: Option<&'static str>,
 }
 
 impl Session {
     /// Opens `plugin` with JSON `settings` under the configured connector `name`, whose
-    /// source writes local times in `timezone`.
+    /// source writes local times in `timezone`. Calls wait as long as the connector needs.
     pub fn open(
         name: &str,
         plugin: &Plugin,
         settings: &serde_json::Value,
         timezone: &SourceTimeZone,
     ) -> Result<Session, SessionError> {
+        Session::open_with_timeout(name, plugin, settings, timezone, None)
+    }
+
+    /// Like [`Session::open`], but no call (`open` included) may take longer than
+    /// `call_timeout`.
+    pub fn open_with_timeout(
+        name: &str,
+        plugin: &Plugin,
+        settings: &serde_json::Value,
+        timezone: &SourceTimeZone,
+        call_timeout: Option<Duration>,
+    ) -> Result<Session, SessionError> {
         let settings_json = settings.to_string();
         let context_json = OpenContext::new(name, timezone.clone()).to_json();
-        let instance =
-            (plugin.module.open())(settings_json.as_str().into(), context_json.as_str().into())
-                .into_result()
-                .map_err(|error| SessionError::Connector {
+        let module = plugin.module;
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let (opened_sender, opened) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("connector {name}"))
+            .spawn(move || {
+                let result =
+                    (module.open())(settings_json.as_str().into(), context_json.as_str().into())
+                        .into_result();
+                let mut instance = match result {
+                    Ok(instance) => {
+                        let _ = opened_sender.send(Ok(()));
+                        instance
+                    }
+                    Err(error) => {
+                        let _ = opened_sender.send(Err(error));
+                        return;
+                    }
+                };
+                for job in receiver {
+                    job(&mut instance);
+                }
+            })
+            .map_err(|error| SessionError::Connector {
+                connector: name.to_string(),
+                operation: "open",
+                error: ConnectorError::internal(format!(
+                    "cannot start the connector's thread: {error}"
+                )),
+            })?;
+        let opened = match call_timeout {
+            Some(timeout) => opened
+                .recv_timeout(timeout)
+                .map_err(|_| SessionError::Timeout {
                     connector: name.to_string(),
                     operation: "open",
-                    error,
-                })?;
+                    timeout_secs: timeout.as_secs(),
+                })?,
+            None => opened.recv().map_err(|_| SessionError::Connector {
+                connector: name.to_string(),
+                operation: "open",
+                error: ConnectorError::internal("the connector's thread ended during open"),
+            })?,
+        };
+        opened.map_err(|error| SessionError::Connector {
+            connector: name.to_string(),
+            operation: "open",
+            error,
+        })?;
         Ok(Session {
             name: name.to_string(),
             manifest: plugin.manifest.clone(),
-            instance,
+            jobs,
+            call_timeout,
+            abandoned: None,
         })
     }
 
@@ -101,31 +178,65 @@ impl Session {
         &self.manifest
     }
 
-    fn failed(&self, operation: &'static str) -> impl FnOnce(ConnectorError) -> SessionError + '_ {
-        move |error| SessionError::Connector {
+    /// Runs `call` on the connector's thread and waits for it, at most the call timeout.
+    fn call<T: Send + 'static>(
+        &mut self,
+        operation: &'static str,
+        call: impl FnOnce(&mut ConnectorBox) -> RResult<T, ConnectorError> + Send + 'static,
+    ) -> Result<T, SessionError> {
+        if let Some(earlier) = self.abandoned {
+            return Err(SessionError::Abandoned {
+                connector: self.name.clone(),
+                operation: earlier,
+            });
+        }
+        let (sender, receiver) = mpsc::channel();
+        let job: Job = Box::new(move |instance| {
+            let _ = sender.send(call(instance).into_result());
+        });
+        let lost = || SessionError::Connector {
+            connector: self.name.clone(),
+            operation,
+            error: ConnectorError::internal("the connector's thread ended unexpectedly"),
+        };
+        self.jobs.send(job).map_err(|_| lost())?;
+        let result = match self.call_timeout {
+            Some(timeout) => match receiver.recv_timeout(timeout) {
+                Ok(result) => result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.abandoned = Some(operation);
+                    tracing::error!(connector = %self.name, operation, timeout_secs = timeout.as_secs(), "connector call timed out; the instance is abandoned");
+                    return Err(SessionError::Timeout {
+                        connector: self.name.clone(),
+                        operation,
+                        timeout_secs: timeout.as_secs(),
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(lost()),
+            },
+            None => receiver.recv().map_err(|_| lost())?,
+        };
+        result.map_err(|error| SessionError::Connector {
             connector: self.name.clone(),
             operation,
             error,
-        }
+        })
     }
 
     pub fn check(&mut self) -> Result<CheckReport, SessionError> {
-        let result = self.instance.check().into_result();
-        result.map_err(self.failed("check"))
+        self.call("check", |instance| instance.check())
     }
 
     pub fn discover(&mut self) -> Result<Discovery, SessionError> {
-        let result = self.instance.discover().into_result();
-        result.map_err(self.failed("discover"))
+        self.call("discover", |instance| instance.discover())
     }
 
     /// Tells the connector that everything up to `state` is durably stored.
     pub fn commit(&mut self, state: &[u8]) -> Result<(), SessionError> {
-        let result = self
-            .instance
-            .commit(RSlice::from_slice(state))
-            .into_result();
-        result.map_err(self.failed("commit"))
+        let state = state.to_vec();
+        self.call("commit", move |instance| {
+            instance.commit(RSlice::from_slice(&state))
+        })
     }
 
     /// Reads one batch and validates it against the request.
@@ -134,8 +245,8 @@ impl Session {
         request: &ReadRequest,
         page: usize,
     ) -> Result<ReadBatch, SessionError> {
-        let result = self.instance.read(request).into_result();
-        let batch = result.map_err(self.failed("read"))?;
+        let owned = request.clone();
+        let batch = self.call("read", move |instance| instance.read(&owned))?;
         let violations = check_batch(request, &batch);
         if violations.is_empty() {
             Ok(batch)
@@ -230,5 +341,109 @@ pub fn streams_of(manifest: &Manifest) -> String {
         "nothing".to_string()
     } else {
         names.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Origin;
+    use acdlink_connector_api::{
+        sdk::{module_for, Connector},
+        ReadBatch, Records,
+    };
+
+    /// A connector whose `read` takes as long as its settings say.
+    struct Sleepy {
+        read_ms: u64,
+    }
+
+    impl Connector for Sleepy {
+        type Settings = u64;
+
+        fn manifest() -> Manifest {
+            Manifest::new("sleepy", "Sleepy", "tests", "1.0.0")
+                .stream(StreamKind::TIMELINK, ReadMode::WINDOWED)
+        }
+
+        fn open(read_ms: u64, _context: &OpenContext) -> Result<Self, ConnectorError> {
+            Ok(Sleepy { read_ms })
+        }
+
+        fn check(&mut self) -> Result<CheckReport, ConnectorError> {
+            Ok(CheckReport {
+                message: "awake".into(),
+            })
+        }
+
+        fn discover(&mut self) -> Result<Discovery, ConnectorError> {
+            Ok(Discovery::default())
+        }
+
+        fn read(&mut self, request: &ReadRequest) -> Result<ReadBatch, ConnectorError> {
+            std::thread::sleep(Duration::from_millis(self.read_ms));
+            Ok(ReadBatch::last(
+                Records::empty(request.stream).expect("a known stream"),
+            ))
+        }
+    }
+
+    fn plugin() -> Plugin {
+        Plugin {
+            manifest: Sleepy::manifest(),
+            origin: Origin::Builtin {
+                crate_name: "tests",
+            },
+            module: module_for::<Sleepy>(),
+        }
+    }
+
+    fn read(session: &mut Session) -> Result<ReadBatch, SessionError> {
+        let window = TimeWindow::new(
+            acdlink_connector_api::UtcMillis(0),
+            acdlink_connector_api::UtcMillis(900_000),
+        );
+        session.read_batch(&ReadRequest::windowed(StreamKind::TIMELINK, window, 10), 1)
+    }
+
+    #[test]
+    fn a_call_that_takes_too_long_times_out_and_abandons_the_instance() {
+        let timeout = Some(Duration::from_millis(100));
+        let mut slow = Session::open_with_timeout(
+            "slow",
+            &plugin(),
+            &serde_json::json!(2000),
+            &SourceTimeZone::utc(),
+            timeout,
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        match read(&mut slow) {
+            Err(SessionError::Timeout { operation, .. }) => assert_eq!(operation, "read"),
+            other => panic!("expected a timeout, got {:?}", other.map(|_| ())),
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the host stopped waiting"
+        );
+        assert!(matches!(
+            slow.check(),
+            Err(SessionError::Abandoned {
+                operation: "read",
+                ..
+            })
+        ));
+
+        // A connector that answers in time is not affected.
+        let mut quick = Session::open_with_timeout(
+            "quick",
+            &plugin(),
+            &serde_json::json!(1),
+            &SourceTimeZone::utc(),
+            timeout,
+        )
+        .unwrap();
+        assert!(read(&mut quick).is_ok());
+        assert_eq!(quick.check().unwrap().message.as_str(), "awake");
     }
 }
