@@ -326,3 +326,169 @@ fn a_full_outbox_pauses_reading_and_the_backfill_goes_on_after_uploads() {
     assert_matches_read(&sandbox, &receiver);
     assert_each_applied_once(&receiver);
 }
+
+#[test]
+fn reconciliation_sends_again_exactly_the_changed_records() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    let config = pipeline_config(&receiver, 1, 3, 500);
+    sandbox.write_config(&config);
+    assert!(run_once(&sandbox).status.success());
+    let before = received_intervals(&receiver);
+
+    // The ACD corrects queue Q0002: three more abandoned contacts in every interval.
+    sandbox.write_config(&format!(
+        "{config}[connector.settings.corrections]\nQ0002 = 3\n"
+    ));
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let after = received_intervals(&receiver);
+    let sent_again: Vec<String> = receiver.with(|received| {
+        received.applications["queue-intervals"]
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(key, _)| key.clone())
+            .collect()
+    });
+    assert!(
+        !sent_again.is_empty(),
+        "the corrected intervals were sent again"
+    );
+    // 24 hours of reconciliation: the newest interval and the 95 before it.
+    assert_eq!(sent_again.len(), 96, "{sent_again:?}");
+    for key in &sent_again {
+        assert!(
+            key.starts_with("Q0002|"),
+            "only the corrected queue is sent again: {key}"
+        );
+        let (old, new) = (&before[key], &after[key]);
+        assert_eq!(
+            new["abandoned"].as_u64(),
+            old["abandoned"].as_u64().map(|n| n + 3),
+            "{key}"
+        );
+        assert_eq!(
+            new["offered"].as_u64(),
+            old["offered"].as_u64().map(|n| n + 3),
+            "{key}"
+        );
+    }
+    receiver.with(|received| {
+        let applied_more = received.applications["agent-statuses"]
+            .values()
+            .filter(|n| **n > 1)
+            .count();
+        assert_eq!(
+            applied_more, 0,
+            "agent statuses did not change and were not sent again"
+        );
+    });
+}
+
+/// Writes `count` agent-status lines for `agent` into `dir/name`.
+fn drop_file(dir: &std::path::Path, name: &str, agent: &str, count: i64) {
+    let start = 1_709_542_800_000i64;
+    let lines: Vec<String> = (0..count)
+        .map(|n| {
+            format!(
+                "{agent},AVAIL,{},{}",
+                start + n * 60_000,
+                start + (n + 1) * 60_000
+            )
+        })
+        .collect();
+    std::fs::write(dir.join(name), lines.join("\n")).unwrap();
+}
+
+#[test]
+fn an_incremental_batch_stored_but_not_committed_is_recognised_by_its_state_after_a_crash() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("acdlink-fixture-drop-folder");
+    let drop_dir = sandbox.path().join("drop");
+    std::fs::create_dir(&drop_dir).unwrap();
+    drop_file(&drop_dir, "a.txt", "tina", 3);
+    drop_file(&drop_dir, "b.txt", "tom", 4);
+    sandbox.write_config(&format!(
+        "[upload]\ntype = \"http\"\nbase_url = \"{}\"\napi_key = {{ env = \"ACDLINK_E2E_KEY\" }}\nintegration_configuration_id = 42\n\n[[connector]]\nname = \"folder\"\nplugin = \"drop-folder\"\n[connector.settings]\ndir = \"{}\"\n",
+        receiver.base_url,
+        drop_dir.display()
+    ));
+
+    // The host stores the first file's batch with its state, then dies before commit.
+    let crashed = sandbox.acdlink_with_env(
+        &["run", "--once"],
+        &[
+            ("ACDLINK_E2E_KEY", API_KEY),
+            ("ACDLINK_FIXTURE_ABORT_IN_COMMIT", "1"),
+        ],
+    );
+    assert!(!crashed.status.success(), "the fixture aborts in commit");
+    assert_eq!(
+        receiver.with(|received| received.n_requests),
+        0,
+        "nothing was uploaded yet"
+    );
+    assert!(
+        drop_dir.join("a.txt").exists() && drop_dir.join("b.txt").exists(),
+        "the source is not touched before commit"
+    );
+    assert!(!drop_dir.join("archive").exists());
+
+    // After the restart the stored state says a.txt was read: it is not read again.
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("connector `folder`: read 4 record(s), enqueued 4"),
+        "only b.txt is read now: {}",
+        stderr(&output)
+    );
+    assert_each_applied_once(&receiver);
+    let agents: BTreeMap<String, usize> = receiver.with(|received| {
+        received.items["agent-statuses"]
+            .values()
+            .fold(BTreeMap::new(), |mut agents, item| {
+                *agents
+                    .entry(item["agentIdentifier"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+                agents
+            })
+    });
+    assert_eq!(
+        agents,
+        BTreeMap::from([("tina".to_string(), 3), ("tom".to_string(), 4)])
+    );
+    // Committed now: both files are archived.
+    assert!(drop_dir.join("archive/a.txt").exists() && drop_dir.join("archive/b.txt").exists());
+    assert!(!drop_dir.join("a.txt").exists());
+}
+
+#[test]
+fn the_drop_folder_library_passes_the_conformance_kit() {
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("acdlink-fixture-drop-folder");
+    let drop_dir = sandbox.path().join("drop");
+    std::fs::create_dir(&drop_dir).unwrap();
+    for (name, agent) in [("a.txt", "tina"), ("b.txt", "tom"), ("c.txt", "uma")] {
+        drop_file(&drop_dir, name, agent, 5);
+    }
+    let registry = acdlink::registry::Registry::load(&acdlink::registry::LoadOptions {
+        plugin_dirs: vec![sandbox.plugin_dir()],
+        allow_insecure_plugins: false,
+        include_builtins: false,
+    });
+    let plugin = registry.find("drop-folder").expect("the fixture loaded");
+    let window = acdlink_connector_api::TimeWindow::new(
+        acdlink_connector_api::UtcMillis(0),
+        acdlink_connector_api::UtcMillis(1),
+    );
+    let report = acdlink_connector_api::conformance::Conformance::new(
+        &serde_json::json!({ "dir": drop_dir }),
+        window,
+    )
+    .max_records(5)
+    .run_module(plugin.module)
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    assert_eq!(report.streams[0].n_records, 15);
+    assert_eq!(report.streams[0].n_pages, 3);
+}

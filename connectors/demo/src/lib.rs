@@ -45,6 +45,10 @@ pub struct DemoSettings {
     pub interval_minutes: u32,
     /// Average contacts offered per queue on a weekday.
     pub daily_volume: u32,
+    /// Late corrections, as an ACD makes them: per queue identifier, extra abandoned
+    /// contacts in every interval. Changing them changes exactly that queue's intervals,
+    /// which is how reconciliation is shown.
+    pub corrections: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for DemoSettings {
@@ -55,6 +59,7 @@ impl Default for DemoSettings {
             seed: 1,
             interval_minutes: 15,
             daily_volume: 800,
+            corrections: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -91,6 +96,11 @@ impl Connector for DemoConnector {
         .setting(
             "daily_volume",
             "average contacts per queue on a weekday (default 800)",
+            false,
+        )
+        .setting(
+            "corrections",
+            "per queue identifier, extra abandoned contacts in every interval (default none)",
             false,
         )
     }

@@ -16,6 +16,8 @@ pub(crate) struct QueueModel {
     pub handle_secs: f64,
     /// Share of offered contacts that are handled at normal load.
     pub handled_rate: f64,
+    /// Extra abandoned contacts per interval (the settings' `corrections`).
+    pub correction: u32,
 }
 
 pub(crate) struct Model {
@@ -61,8 +63,10 @@ impl Model {
                 } else {
                     format!("{} {}", QUEUE_NAMES[name_index], round + 1)
                 };
+                let id = format!("Q{:04}", index + 1);
                 QueueModel {
-                    id: format!("Q{:04}", index + 1),
+                    correction: settings.corrections.get(&id).copied().unwrap_or(0),
+                    id,
                     name,
                     channel,
                     size: 0.3 + 1.4 * unit(mix(&[seed, 1, u64::from(index)])),

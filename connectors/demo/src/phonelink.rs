@@ -47,10 +47,11 @@ pub(crate) fn interval_numbers(
     let offered = round_whole((expected * (1.0 + 0.25 * signed(key(10)))).max(0.0)) as u32;
     let handled_rate = queue_model.handled_rate - 0.06 * unit(key(11));
     let handled = (round_whole(f64::from(offered) * handled_rate) as u32).min(offered);
+    let offered_with_corrections = offered + queue_model.correction;
     IntervalNumbers {
-        offered,
+        offered: offered_with_corrections,
         handled,
-        abandoned: offered - handled,
+        abandoned: offered_with_corrections - handled,
         handle_secs: queue_model.handle_secs * (1.0 + 0.12 * signed(key(12))),
     }
 }
