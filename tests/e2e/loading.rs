@@ -127,7 +127,8 @@ fn plugins_command_lists_connectors_and_failures_with_reasons() {
             "agents",
             "seed",
             "interval_minutes",
-            "daily_volume"
+            "daily_volume",
+            "corrections"
         ]
     );
     let failures: Vec<(String, String)> = document["failures"]
