@@ -130,8 +130,23 @@ impl RecordViolations<'_> {
         }
     }
 
+    fn channel(&mut self, channel: crate::Channel) {
+        if channel.name().is_none() {
+            self.push(format!(
+                "channel {channel} is not one this host knows ({})",
+                crate::Channel::known_names().join(", ")
+            ));
+        }
+    }
+
     fn extras(&mut self, extras: &[Extra]) {
-        for extra in extras {
+        for (index, extra) in extras.iter().enumerate() {
+            if extras[..index]
+                .iter()
+                .any(|earlier| earlier.name == extra.name)
+            {
+                self.push(format!("extra {} appears twice", extra.name));
+            }
             if extra.name.bytes().all(|byte| byte.is_ascii_whitespace()) {
                 self.push("an extra has an empty name".to_string());
             }
@@ -151,6 +166,7 @@ fn check_queue_interval(
     violations: &mut RecordViolations<'_>,
 ) {
     violations.non_empty("queue_id", &record.queue_id);
+    violations.channel(record.channel);
     violations.in_window("interval start", record.start, window);
     if record.interval_minutes == 0 || 1440 % record.interval_minutes != 0 {
         violations.push(format!(
@@ -174,6 +190,7 @@ fn check_contact_event(
     violations: &mut RecordViolations<'_>,
 ) {
     violations.non_empty("queue_id", &record.queue_id);
+    violations.channel(record.channel);
     violations.in_window("timestamp", record.timestamp, window);
     violations.seconds("duration_secs", record.duration_secs);
 }
@@ -190,5 +207,62 @@ fn check_agent_status(
         if end < record.start {
             violations.push(format!("end {end} is before start {}", record.start));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Channel, QueueInterval, RVec, StreamKind};
+
+    fn interval(channel: Channel, extras: Vec<Extra>) -> QueueInterval {
+        QueueInterval {
+            queue_id: "Q1".into(),
+            queue_name: "Sales".into(),
+            channel,
+            start: UtcMillis(0),
+            interval_minutes: 15,
+            offered: 1,
+            handled: 1,
+            abandoned: 0,
+            handle_time_secs: 60.0,
+            extras: RVec::from(extras),
+        }
+    }
+
+    fn violations(record: QueueInterval) -> Vec<String> {
+        let request = ReadRequest::windowed(
+            StreamKind::PHONELINK_INTERVALS,
+            TimeWindow::new(UtcMillis(0), UtcMillis(900_000)),
+            10,
+        );
+        let batch = ReadBatch::last(Records::QueueIntervals(RVec::from(vec![record])));
+        check_batch(&request, &batch)
+            .into_iter()
+            .map(|violation| violation.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn unknown_channels_and_repeated_extras_are_violations() {
+        assert!(violations(interval(
+            Channel::CALLS,
+            vec![Extra::fixed("hold_secs", 1.0)]
+        ))
+        .is_empty());
+        assert_eq!(
+            violations(interval(Channel(42), Vec::new())),
+            ["record 0: channel channel(42) is not one this host knows (calls, chats, emails, social_media, documents, cases)"]
+        );
+        assert_eq!(
+            violations(interval(
+                Channel::CALLS,
+                vec![
+                    Extra::fixed("hold_secs", 1.0),
+                    Extra::named("hold_secs", 2.0)
+                ]
+            )),
+            ["record 0: extra hold_secs appears twice"]
+        );
     }
 }

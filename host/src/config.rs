@@ -509,7 +509,12 @@ impl Resolver<'_> {
                         "key `upload.base_url`: expected an http(s) URL such as https://wfm.example.com, found {base_url:?}"
                     ))
                 })?;
-                let host = rest.split(['/', ':']).next().unwrap_or("");
+                let authority = rest.split('/').next().unwrap_or("");
+                let host = match authority.strip_prefix('[') {
+                    // An IPv6 literal: `[::1]:8080`.
+                    Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+                    None => authority.split(':').next().unwrap_or(""),
+                };
                 match scheme {
                     "https" => {}
                     "http" if allow_plain_http || is_loopback(host) => {}
@@ -586,6 +591,28 @@ impl Resolver<'_> {
                 format!("key `upload.type`: expected \"http\" or \"file\", found {other:?}"),
             )),
         }
+    }
+
+    /// The queue mappings, each channel checked against the WFM's channels.
+    fn queue_mappings(
+        &self,
+        mapping: &RawMapping,
+        span: Range<usize>,
+    ) -> Result<BTreeMap<String, QueueMapping>, ConfigError> {
+        for (queue, target) in &mapping.queues {
+            if let Some(channel) = &target.channel {
+                if acdlink_connector_api::Channel::from_name(channel).is_none() {
+                    return Err(self.error(
+                        Some(span),
+                        format!(
+                            "key `mapping.queues.{queue}.channel`: expected one of {}, found {channel:?}",
+                            acdlink_connector_api::Channel::known_names().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(mapping.queues.clone())
     }
 
     fn secret(&self, key: &str, raw: &Spanned<RawSecret>) -> Result<Secret, ConfigError> {
@@ -679,10 +706,10 @@ impl Resolver<'_> {
             )?,
             settings: ConnectorSettings { resolved, redacted },
             mapping: MappingConfig {
+                queues: self.queue_mappings(&raw.mapping, raw.plugin.span())?,
                 default_activity: raw.mapping.default_activity.clone(),
                 unmapped_queues: raw.mapping.unmapped_queues,
                 unmapped_agents: raw.mapping.unmapped_agents,
-                queues: raw.mapping.queues.clone(),
                 activities: raw.mapping.activities.clone(),
                 agents: raw.mapping.agents.clone(),
             },
@@ -947,6 +974,18 @@ mod tests {
             "{error}"
         );
         assert_eq!(error.position, Some((3, 12)));
+        let ipv6 = parse("[upload]\ntype = \"http\"\nbase_url = \"http://[::1]:8080\"\napi_key = { env = \"ACDLINK_TEST_SURELY_UNSET\" }\nintegration_configuration_id = 7\n").unwrap_err();
+        assert!(
+            ipv6.message.contains("environment variable"),
+            "[::1] is loopback: {ipv6}"
+        );
+        let error = parse("[[connector]]\nname = \"a\"\nplugin = \"demo\"\n[connector.mapping.queues.Q1]\nidentifier = \"x\"\nchannel = \"fax\"\n").unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("key `mapping.queues.Q1.channel`: expected one of calls, chats"),
+            "{error}"
+        );
         let error = parse("[upload]\ntype = \"ftp\"\n").unwrap_err();
         assert_eq!(
             error.message,

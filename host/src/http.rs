@@ -27,6 +27,8 @@ impl HttpSink {
             .timeout(Duration::from_secs(upload.timeout_secs))
             .connect_timeout(Duration::from_secs(upload.timeout_secs.min(30)))
             .user_agent(concat!("acdlink/", env!("CARGO_PKG_VERSION")))
+            // A redirect would turn the POST into a GET somewhere else: report it instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(HttpSink {
             client,
@@ -65,6 +67,11 @@ impl Sink for HttpSink {
         if status.is_success() {
             return Delivery::Delivered;
         }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
         let retry_after_secs = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -82,6 +89,16 @@ impl Sink for HttpSink {
         match code {
             401 | 403 => Delivery::Stop {
                 error: format!("POST {url}: {status}: {text}"),
+            },
+            // The endpoint is not there or moved: the configuration is wrong, not the batch.
+            300..=399 | 404 | 405 => Delivery::Stop {
+                error: format!(
+                    "POST {url}: {status}: check upload.base_url{}",
+                    match &location {
+                        Some(location) => format!(" (redirected to {location})"),
+                        None => String::new(),
+                    }
+                ),
             },
             408 | 429 | 500..=599 => Delivery::Retry {
                 error: format!("POST {url}: {status}"),

@@ -66,11 +66,21 @@ pub fn drain(
 ) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
     let concurrency = sink.concurrency().max(1);
+    // Each batch gets at most one attempt per drain: a WFM that accepts connections and
+    // never answers must not keep the drain (and with it reading and shutdown) going for
+    // ever; what failed waits for its backoff and the next drain.
+    let mut attempted = std::collections::HashSet::new();
     loop {
-        let due = store.due_batches(now_ms(), 64)?;
+        let due: Vec<OutboxBatch> = store
+            .due_batches(now_ms(), 64 + attempted.len())?
+            .into_iter()
+            .filter(|batch| !attempted.contains(&batch.id))
+            .take(64)
+            .collect();
         if due.is_empty() {
             return Ok(report);
         }
+        attempted.extend(due.iter().map(|batch| batch.id));
         // Up to `concurrency` deliveries at once; the store is updated in order afterwards.
         let mut outcomes = Vec::with_capacity(due.len());
         for chunk in due.chunks(concurrency) {
@@ -212,5 +222,65 @@ mod tests {
             );
         }
         assert!(backoff_ms(0, Some(30)) >= 30_000);
+    }
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+    use crate::store::{Checkpoint, NewBody, ReadOutcome};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A WFM that answers slowly and always fails: slower than the first backoff.
+    struct SlowFailing {
+        n_calls: AtomicUsize,
+    }
+
+    impl Sink for SlowFailing {
+        fn deliver(&self, _batch: &OutboxBatch) -> Delivery {
+            self.n_calls.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(1300));
+            Delivery::Retry {
+                error: "503".to_string(),
+                retry_after_secs: None,
+            }
+        }
+    }
+
+    #[test]
+    fn each_batch_gets_one_attempt_per_drain_however_slow_the_wfm() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let bodies = (0..2)
+            .map(|n| NewBody {
+                endpoint: "queue-intervals".to_string(),
+                n_records: 1,
+                body: format!("{{\"n\":{n}}}").into_bytes(),
+            })
+            .collect();
+        store
+            .store_read(&ReadOutcome {
+                connector: "hq".to_string(),
+                stream: "phonelink-intervals".to_string(),
+                checkpoint: Checkpoint::default(),
+                bodies,
+                ..ReadOutcome::default()
+            })
+            .unwrap();
+        let sink = SlowFailing {
+            n_calls: AtomicUsize::new(0),
+        };
+        let report = drain(&mut store, &sink, |_| {}).unwrap();
+        assert_eq!(
+            sink.n_calls.load(Ordering::Relaxed),
+            2,
+            "one attempt each, then the drain ends"
+        );
+        assert_eq!(report.n_retried, 2);
+        assert_eq!(
+            store.outbox_depth(None).unwrap().n_batches,
+            2,
+            "the data is kept"
+        );
     }
 }
