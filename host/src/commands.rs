@@ -99,12 +99,7 @@ pub fn import(config: &Config, registry: &Registry, args: &ImportArgs) -> anyhow
                 advance_checkpoint: false,
             };
             let report = importer.import_window(*stream, *day, &mut destination)?;
-            total.n_read += report.n_read;
-            total.n_enqueued += report.n_enqueued;
-            total.n_unchanged += report.n_unchanged;
-            total.n_dropped_queues += report.n_dropped_queues;
-            total.n_dropped_agents += report.n_dropped_agents;
-            total.n_rejects += report.n_rejects;
+            total.add(&report);
             bar.set_message(format!("{stream} {}: {} records", day.from, total.n_read));
             bar.inc(1);
         }

@@ -35,7 +35,8 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
-    fn add(&mut self, other: &ImportReport) {
+    /// Adds another report's counts to this one.
+    pub fn add(&mut self, other: &ImportReport) {
         self.n_read += other.n_read;
         self.n_enqueued += other.n_enqueued;
         self.n_unchanged += other.n_unchanged;

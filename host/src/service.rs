@@ -212,7 +212,7 @@ fn catch_up(
         };
         if mode == ReadMode::INCREMENTAL {
             let report = importer.import_new(stream, &mut Destination::Outbox)?;
-            add(&mut total, &report);
+            total.add(&report);
             continue;
         }
         let Some(window) = due_window(connector, checkpoint.window_reached_ms, now_ms())? else {
@@ -230,20 +230,10 @@ fn catch_up(
                 .import_window(stream, day, &mut Destination::Outbox)
                 .map_err(|error: PipelineError| anyhow::anyhow!(error))?;
             on_day(&connector.name, stream, day, &report);
-            add(&mut total, &report);
+            total.add(&report);
         }
     }
     Ok(total)
-}
-
-fn add(total: &mut ImportReport, report: &ImportReport) {
-    total.n_read += report.n_read;
-    total.n_enqueued += report.n_enqueued;
-    total.n_unchanged += report.n_unchanged;
-    total.n_dropped_queues += report.n_dropped_queues;
-    total.n_dropped_agents += report.n_dropped_agents;
-    total.n_rejects += report.n_rejects;
-    total.n_bodies += report.n_bodies;
 }
 
 #[cfg(test)]
