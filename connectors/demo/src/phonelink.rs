@@ -133,7 +133,14 @@ pub(crate) fn read_contacts(
 ) -> Result<ReadBatch, ConnectorError> {
     let minutes = i64::from(model.settings.interval_minutes);
     let length_ms = UtcMillis::minutes(minutes);
+    // Contacts belong to the window by their own timestamp, so the intervals that overlap
+    // the window are read, including one that starts before it.
     let (first, end) = interval_range(window, length_ms);
+    let first = if window.from.0.rem_euclid(length_ms) != 0 {
+        first - 1
+    } else {
+        first
+    };
     let n_queues = model.queues.len();
     let [offset, queue, contact] = match cursor {
         Some(cursor) => parse_cursor::<3>(cursor)?,
@@ -159,11 +166,16 @@ pub(crate) fn read_contacts(
                 let key = |salt: u64| derive(contact_key, salt);
                 let handled = contact < numbers.handled;
                 let offset_ms = (unit(key(20)) * length_ms as f64) as i64;
+                let timestamp = UtcMillis(start + offset_ms / 1000 * 1000);
+                if !window.contains(timestamp) {
+                    contact += 1;
+                    continue;
+                }
                 records.push(ContactEvent {
                     queue_id: queue_model.id.as_str().into(),
                     queue_name: queue_model.name.as_str().into(),
                     channel: queue_model.channel,
-                    timestamp: UtcMillis(start + offset_ms / 1000 * 1000),
+                    timestamp,
                     offered: true,
                     handled,
                     duration_secs: if handled {

@@ -238,3 +238,40 @@ fn bad_settings_name_the_key() {
         "{bad_zone}"
     );
 }
+
+#[test]
+fn contacts_of_a_window_that_is_not_aligned_stay_inside_it() {
+    // 10:07 to 11:53: the intervals at 10:00 and 11:45 are cut by the window's ends.
+    let report = conformance::Conformance::new(
+        &json!({ "queues": 2, "agents": 1 }),
+        window("2024-03-04T10:07:00Z", "2024-03-04T11:53:00Z"),
+    )
+    .run::<DemoConnector>();
+    // Queue intervals start inside the window only if aligned; the contacts must simply
+    // lie inside it, which the kit checks for every record.
+    let report = report.unwrap_or_else(|failure| panic!("{failure}"));
+    assert!(report
+        .streams
+        .iter()
+        .any(|stream| stream.stream == StreamKind::PHONELINK_CONTACTS && stream.n_records > 0));
+    let unaligned = contacts(
+        json!({ "queues": 2 }),
+        window("2024-03-04T10:07:00Z", "2024-03-04T11:53:00Z"),
+    );
+    let aligned = contacts(
+        json!({ "queues": 2 }),
+        window("2024-03-04T10:00:00Z", "2024-03-04T12:00:00Z"),
+    );
+    let inside: Vec<&ContactEvent> = aligned
+        .iter()
+        .filter(|contact| {
+            contact.timestamp >= at("2024-03-04T10:07:00Z")
+                && contact.timestamp < at("2024-03-04T11:53:00Z")
+        })
+        .collect();
+    assert_eq!(
+        unaligned.len(),
+        inside.len(),
+        "exactly the contacts whose time is in the window"
+    );
+}
