@@ -76,15 +76,26 @@ pub struct ReadSummary {
 /// A job for the connector's worker thread.
 type Job = Box<dyn FnOnce(&mut ConnectorBox) + Send>;
 
-/// An opened connector instance. Its calls run on a thread of its own, so that the host can
-/// stop waiting for a call that takes longer than the configured timeout: such an instance
-/// is abandoned (its thread finishes the call whenever it does) and every later call of
-/// this session fails at once; the caller opens a new session.
+/// Where a session's connector calls run.
+enum Runner {
+    /// On the caller's thread: no timeout, and no hand-over between threads (records are
+    /// allocated and freed on one thread, which the allocator likes best).
+    Inline(ConnectorBox),
+    /// On a thread of the connector's own, so that the caller can stop waiting.
+    Thread {
+        jobs: mpsc::Sender<Job>,
+        call_timeout: Duration,
+    },
+}
+
+/// An opened connector instance. With a call timeout its calls run on a thread of its own,
+/// so that the host can stop waiting for a call that takes longer: such an instance is
+/// abandoned (its thread finishes the call whenever it does) and every later call of this
+/// session fails at once; the caller opens a new session.
 pub struct Session {
     name: String,
     manifest: Manifest,
-    jobs: mpsc::Sender<Job>,
-    call_timeout: Option<Duration>,
+    runner: Runner,
     /// Set when a call timed out: the operation that did.
     abandoned: Option<&'static str>,
 }
@@ -113,6 +124,22 @@ impl Session {
         let settings_json = settings.to_string();
         let context_json = OpenContext::new(name, timezone.clone()).to_json();
         let module = plugin.module;
+        let Some(call_timeout) = call_timeout else {
+            let instance =
+                (module.open())(settings_json.as_str().into(), context_json.as_str().into())
+                    .into_result()
+                    .map_err(|error| SessionError::Connector {
+                        connector: name.to_string(),
+                        operation: "open",
+                        error,
+                    })?;
+            return Ok(Session {
+                name: name.to_string(),
+                manifest: plugin.manifest.clone(),
+                runner: Runner::Inline(instance),
+                abandoned: None,
+            });
+        };
         let (jobs, receiver) = mpsc::channel::<Job>();
         let (opened_sender, opened) = mpsc::channel();
         std::thread::Builder::new()
@@ -142,20 +169,20 @@ impl Session {
                     "cannot start the connector's thread: {error}"
                 )),
             })?;
-        let opened = match call_timeout {
-            Some(timeout) => opened
-                .recv_timeout(timeout)
-                .map_err(|_| SessionError::Timeout {
+        let opened = opened
+            .recv_timeout(call_timeout)
+            .map_err(|error| match error {
+                mpsc::RecvTimeoutError::Timeout => SessionError::Timeout {
                     connector: name.to_string(),
                     operation: "open",
-                    timeout_secs: timeout.as_secs(),
-                })?,
-            None => opened.recv().map_err(|_| SessionError::Connector {
-                connector: name.to_string(),
-                operation: "open",
-                error: ConnectorError::internal("the connector's thread ended during open"),
-            })?,
-        };
+                    timeout_secs: call_timeout.as_secs(),
+                },
+                mpsc::RecvTimeoutError::Disconnected => SessionError::Connector {
+                    connector: name.to_string(),
+                    operation: "open",
+                    error: ConnectorError::internal("the connector's thread ended during open"),
+                },
+            })?;
         opened.map_err(|error| SessionError::Connector {
             connector: name.to_string(),
             operation: "open",
@@ -164,8 +191,7 @@ impl Session {
         Ok(Session {
             name: name.to_string(),
             manifest: plugin.manifest.clone(),
-            jobs,
-            call_timeout,
+            runner: Runner::Thread { jobs, call_timeout },
             abandoned: None,
         })
     }
@@ -178,7 +204,8 @@ impl Session {
         &self.manifest
     }
 
-    /// Runs `call` on the connector's thread and waits for it, at most the call timeout.
+    /// Runs `call` on the caller's thread, or on the connector's thread waiting at most the
+    /// call timeout.
     fn call<T: Send + 'static>(
         &mut self,
         operation: &'static str,
@@ -190,31 +217,34 @@ impl Session {
                 operation: earlier,
             });
         }
-        let (sender, receiver) = mpsc::channel();
-        let job: Job = Box::new(move |instance| {
-            let _ = sender.send(call(instance).into_result());
-        });
-        let lost = || SessionError::Connector {
-            connector: self.name.clone(),
-            operation,
-            error: ConnectorError::internal("the connector's thread ended unexpectedly"),
-        };
-        self.jobs.send(job).map_err(|_| lost())?;
-        let result = match self.call_timeout {
-            Some(timeout) => match receiver.recv_timeout(timeout) {
-                Ok(result) => result,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.abandoned = Some(operation);
-                    tracing::error!(connector = %self.name, operation, timeout_secs = timeout.as_secs(), "connector call timed out; the instance is abandoned");
-                    return Err(SessionError::Timeout {
-                        connector: self.name.clone(),
-                        operation,
-                        timeout_secs: timeout.as_secs(),
-                    });
+        let result = match &mut self.runner {
+            Runner::Inline(instance) => call(instance).into_result(),
+            Runner::Thread { jobs, call_timeout } => {
+                let timeout = *call_timeout;
+                let (sender, receiver) = mpsc::channel();
+                let job: Job = Box::new(move |instance| {
+                    let _ = sender.send(call(instance).into_result());
+                });
+                let lost = |name: &str| SessionError::Connector {
+                    connector: name.to_string(),
+                    operation,
+                    error: ConnectorError::internal("the connector's thread ended unexpectedly"),
+                };
+                jobs.send(job).map_err(|_| lost(&self.name))?;
+                match receiver.recv_timeout(timeout) {
+                    Ok(result) => result,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.abandoned = Some(operation);
+                        tracing::error!(connector = %self.name, operation, timeout_secs = timeout.as_secs(), "connector call timed out; the instance is abandoned");
+                        return Err(SessionError::Timeout {
+                            connector: self.name.clone(),
+                            operation,
+                            timeout_secs: timeout.as_secs(),
+                        });
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(lost(&self.name)),
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(lost()),
-            },
-            None => receiver.recv().map_err(|_| lost())?,
+            }
         };
         result.map_err(|error| SessionError::Connector {
             connector: self.name.clone(),
