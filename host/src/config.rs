@@ -431,7 +431,6 @@ impl Resolver<'_> {
     fn resolve(&self) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(self.text)
             .map_err(|error| self.error(error.span(), error.message().to_string()))?;
-        let base = self.base();
         let upload = match &raw.upload {
             Some(upload) => Some(self.upload(upload)?),
             None => None,
@@ -452,7 +451,7 @@ impl Resolver<'_> {
         }
         Ok(Config {
             path: Some(self.path.to_path_buf()),
-            state_dir: base.join(
+            state_dir: self.relative(
                 raw.host
                     .state_dir
                     .as_deref()
@@ -462,7 +461,7 @@ impl Resolver<'_> {
                 .host
                 .plugin_dirs
                 .iter()
-                .map(|dir| base.join(dir))
+                .map(|dir| self.relative(dir))
                 .collect(),
             allow_insecure_plugins: raw.host.allow_insecure_plugins,
             max_outbox_records: self.number(
@@ -879,6 +878,16 @@ mod tests {
         assert_eq!(connector.reconcile_hours, 24);
         assert_eq!(connector.timelink_poll_secs, 900);
         assert!(config.upload.is_none());
+
+        let relative = parse(
+            "[host]\nstate_dir = \"../demo-out/./state\"\nplugin_dirs = [\"../lib/plugins\"]\n",
+        )
+        .unwrap();
+        assert_eq!(relative.state_dir, PathBuf::from("/etc/demo-out/state"));
+        assert_eq!(
+            relative.plugin_dirs,
+            vec![PathBuf::from("/etc/lib/plugins")]
+        );
     }
 
     #[test]

@@ -249,11 +249,8 @@ impl Store {
         &self.path
     }
 
-    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        move |error| StoreError::Sqlite {
-            path: self.path.clone(),
-            error,
-        }
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError {
+        sqlite_error(&self.path)
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -271,11 +268,7 @@ impl Store {
             });
         }
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let path = self.path.clone();
-            let sqlite = move |error| StoreError::Sqlite {
-                path: path.clone(),
-                error,
-            };
+            let sqlite = sqlite_error(&self.path);
             let transaction = self
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Exclusive)
@@ -363,11 +356,7 @@ impl Store {
     /// import log line, in one transaction. Returns the outbox ids of the new bodies.
     pub fn store_read(&mut self, outcome: &ReadOutcome) -> Result<Vec<i64>, StoreError> {
         let now = now_ms();
-        let path = self.path.clone();
-        let sqlite = move |error| StoreError::Sqlite {
-            path: path.clone(),
-            error,
-        };
+        let sqlite = sqlite_error(&self.path);
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -474,11 +463,7 @@ impl Store {
 
     /// Applies the outcomes of several delivery attempts in one transaction.
     pub fn apply(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let sqlite = move |error| StoreError::Sqlite {
-            path: path.clone(),
-            error,
-        };
+        let sqlite = sqlite_error(&self.path);
         let transaction = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -610,6 +595,16 @@ impl Store {
             )
             .optional()
             .map_err(self.sqlite())
+    }
+}
+
+/// Turns a SQLite error into a [`StoreError`] naming the store's file. It owns its copy of
+/// the path, so it can be used while a transaction borrows the connection.
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |error| StoreError::Sqlite {
+        path: path.clone(),
+        error,
     }
 }
 
