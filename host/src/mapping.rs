@@ -29,6 +29,9 @@ pub struct Item {
     /// What the WFM upserts on: queue, channel and interval start; agent and start; the
     /// contact identifier (or, for contacts without one, the whole item).
     pub natural_key: String,
+    /// The UTC day (days since 1970-01-01) of the record's time: interval start, contact
+    /// time or status start. The store keeps fingerprints per day.
+    pub day: i64,
     /// Changes whenever anything the WFM gets changes.
     pub fingerprint: i64,
     /// The item as JSON text, exactly as it goes into a body.
@@ -143,7 +146,11 @@ fn queue_interval(record: &QueueInterval, mapping: &MappingConfig) -> Option<Ite
             .map(|extra| (extra.name.as_str(), extra.value))
             .collect(),
     });
-    Some(item(format!("{identifier}|{channel}|{timestamp}"), json))
+    Some(item(
+        format!("{identifier}|{channel}|{timestamp}"),
+        record.start.0,
+        json,
+    ))
 }
 
 #[derive(Serialize)]
@@ -194,7 +201,7 @@ fn contact_event(record: &ContactEvent, mapping: &MappingConfig) -> Option<Item>
         // Without an identifier the WFM appends: the item itself is its key.
         None => json.clone(),
     };
-    Some(item(natural_key, json))
+    Some(item(natural_key, record.timestamp.0, json))
 }
 
 #[derive(Serialize)]
@@ -225,18 +232,31 @@ fn agent_status(record: &AgentStatus, mapping: &MappingConfig) -> Option<Item> {
         start_time: &start,
         end_time: record.end.into_option().map(|end| end.to_string()),
     });
-    Some(item(format!("{agent}|{start}"), json))
+    Some(item(format!("{agent}|{start}"), record.start.0, json))
 }
 
 fn to_json(item: &impl Serialize) -> String {
     serde_json::to_string(item).expect("items always serialize to JSON")
 }
 
-fn item(natural_key: String, json: String) -> Item {
+fn item(natural_key: String, time_ms: i64, json: String) -> Item {
     Item {
         fingerprint: fnv1a(json.as_bytes()),
+        day: time_ms.div_euclid(86_400_000),
         natural_key,
         json,
+    }
+}
+
+impl Item {
+    /// The store's form of this item's fingerprint: its day, a 64-bit hash of its natural
+    /// key, and the hash of its content.
+    pub fn stored_fingerprint(&self) -> crate::store::Fingerprint {
+        crate::store::Fingerprint {
+            day: self.day,
+            key: fnv1a(self.natural_key.as_bytes()) as u64,
+            hash: self.fingerprint,
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{
     config::ConnectorConfig,
     mapping::{self, Item},
     session::{Session, SessionError},
-    store::{Checkpoint, NewBody, ReadOutcome, Store, StoreError},
+    store::{Checkpoint, Fingerprint, NewBody, ReadOutcome, Store, StoreError},
 };
 use acdlink_connector_api::{ReadMode, ReadRequest, StreamKind, TimeWindow};
 
@@ -208,19 +208,19 @@ impl Importer<'_> {
         })?;
         let stream_name = stream.to_string();
         let mapped = mapping::map_records(records, &self.connector.mapping);
-        let keys: Vec<(String, i64)> = mapped
-            .items
-            .iter()
-            .map(|item| (item.natural_key.clone(), item.fingerprint))
-            .collect();
+        let fingerprints: Vec<Fingerprint> =
+            mapped.items.iter().map(Item::stored_fingerprint).collect();
         let unchanged = self
             .store
-            .unchanged_keys(&self.connector.name, &stream_name, &keys)?;
+            .unchanged(&self.connector.name, &stream_name, &fingerprints)?;
         let fresh: Vec<&Item> = mapped
             .items
             .iter()
-            .filter(|item| !unchanged.contains(&item.natural_key))
+            .zip(&unchanged)
+            .filter(|(_, unchanged)| !**unchanged)
+            .map(|(item, _)| item)
             .collect();
+        let n_unchanged = mapped.items.len() - fresh.len();
         let bodies: Vec<NewBody> = fresh
             .chunks(self.format.batch_size.max(1))
             .map(|chunk| {
@@ -239,7 +239,7 @@ impl Importer<'_> {
         let report = ImportReport {
             n_read: records.len(),
             n_enqueued: fresh.len(),
-            n_unchanged: unchanged.len(),
+            n_unchanged,
             n_dropped_queues: mapped.n_dropped_queues,
             n_dropped_agents: mapped.n_dropped_agents,
             n_rejects,
@@ -252,7 +252,7 @@ impl Importer<'_> {
                     stream: stream_name,
                     checkpoint,
                     bodies,
-                    fingerprints: keys,
+                    fingerprints,
                     window_ms: window.map(|window| (window.from.0, window.to.0)),
                     n_records_read: records.len(),
                 })?;

@@ -12,10 +12,7 @@
 //! migration runs in its own transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::{
-    collections::HashSet,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 /// The store's file name inside the state directory.
 pub const FILE_NAME: &str = "acdlink.sqlite3";
@@ -85,7 +82,88 @@ const MIGRATIONS: &[&str] = &[
         quarantined_ms INTEGER NOT NULL
     );
     ",
+    // 2: fingerprints per connector, stream and UTC day, as one sorted blob of
+    // (key hash, content hash) pairs: a day's read looks up and rewrites one row instead of
+    // one row per record (the per-record table cost most of the pipeline's time). The old
+    // per-key fingerprints are dropped: the first reconciliation after the upgrade sends
+    // its window once more, which the WFM upserts by natural key.
+    "
+    DROP TABLE fingerprint;
+    CREATE TABLE fingerprint_day (
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        pairs BLOB NOT NULL,
+        PRIMARY KEY (connector, stream, day)
+    );
+    ",
 ];
+
+/// What the store remembers of an enqueued record: its UTC day (days since 1970-01-01), a
+/// 64-bit hash of its natural key, and the hash of its content. Two natural keys of one day
+/// sharing a key hash (odds about 1 in 10^10 for a day of 20,000 records) could only make
+/// the store send a record again, never skip one, unless their content hashes also agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fingerprint {
+    pub day: i64,
+    pub key: u64,
+    pub hash: i64,
+}
+
+/// A day's fingerprints as stored: (key hash, content hash) pairs sorted by key hash, 16
+/// little-endian bytes each.
+struct DayFingerprints(Vec<(u64, i64)>);
+
+impl DayFingerprints {
+    fn decode(blob: &[u8]) -> DayFingerprints {
+        DayFingerprints(
+            blob.chunks_exact(16)
+                .map(|pair| {
+                    let (key, hash) = pair.split_at(8);
+                    (
+                        u64::from_le_bytes(key.try_into().expect("8 bytes")),
+                        i64::from_le_bytes(hash.try_into().expect("8 bytes")),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut blob = Vec::with_capacity(self.0.len() * 16);
+        for (key, hash) in &self.0 {
+            blob.extend_from_slice(&key.to_le_bytes());
+            blob.extend_from_slice(&hash.to_le_bytes());
+        }
+        blob
+    }
+
+    fn get(&self, key: u64) -> Option<i64> {
+        self.0
+            .binary_search_by_key(&key, |(key, _)| *key)
+            .ok()
+            .map(|index| self.0[index].1)
+    }
+
+    /// Sets the given pairs (sorted by key, no key twice), keeping the others.
+    fn merge(&mut self, updates: &[(u64, i64)]) {
+        let mut merged = Vec::with_capacity(self.0.len() + updates.len());
+        let (mut old, mut new) = (self.0.iter().peekable(), updates.iter().peekable());
+        loop {
+            match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) if a.0 < b.0 => merged.push(*old.next().expect("peeked")),
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    old.next();
+                    merged.push(*new.next().expect("peeked"));
+                }
+                (_, Some(_)) => merged.push(*new.next().expect("peeked")),
+                (Some(_), None) => merged.push(*old.next().expect("peeked")),
+                (None, None) => break,
+            }
+        }
+        self.0 = merged;
+    }
+}
 
 /// A state store failure.
 #[derive(Debug, thiserror::Error)]
@@ -133,9 +211,9 @@ pub struct ReadOutcome {
     pub checkpoint: Checkpoint,
     /// The bodies to upload (only new or changed records).
     pub bodies: Vec<NewBody>,
-    /// The fingerprint of every record read, by natural key: the next reconciliation
-    /// compares against these.
-    pub fingerprints: Vec<(String, i64)>,
+    /// The fingerprint of every record read: the next reconciliation compares against
+    /// these.
+    pub fingerprints: Vec<Fingerprint>,
     /// For the import log: the window read, and how many records were read in all.
     pub window_ms: Option<(i64, i64)>,
     pub n_records_read: usize,
@@ -325,29 +403,25 @@ impl Store {
             .map_err(self.sqlite())
     }
 
-    /// Of the given (natural key, hash) pairs, the keys whose hash equals the one last
-    /// stored: records that have not changed since they were last enqueued.
-    pub fn unchanged_keys(
+    /// For each fingerprint, whether the store holds the same one: the record has not
+    /// changed since it was last enqueued.
+    pub fn unchanged(
         &self,
         connector: &str,
         stream: &str,
-        fingerprints: &[(String, i64)],
-    ) -> Result<HashSet<String>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare_cached(
-                "SELECT hash FROM fingerprint WHERE connector = ?1 AND stream = ?2 AND natural_key = ?3",
-            )
-            .map_err(self.sqlite())?;
-        let mut unchanged = HashSet::new();
-        for (key, hash) in fingerprints {
-            let stored: Option<i64> = statement
-                .query_row(params![connector, stream, key], |row| row.get(0))
-                .optional()
-                .map_err(self.sqlite())?;
-            if stored == Some(*hash) {
-                unchanged.insert(key.clone());
-            }
+        fingerprints: &[Fingerprint],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut days: std::collections::HashMap<i64, DayFingerprints> = Default::default();
+        let mut unchanged = Vec::with_capacity(fingerprints.len());
+        for fingerprint in fingerprints {
+            let day = match days.entry(fingerprint.day) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
+                    load_day(&self.connection, connector, stream, fingerprint.day)
+                        .map_err(self.sqlite())?,
+                ),
+            };
+            unchanged.push(day.get(fingerprint.key) == Some(fingerprint.hash));
         }
         Ok(unchanged)
     }
@@ -391,18 +465,14 @@ impl Store {
                     .map_err(&sqlite)?;
                 ids.push(id);
             }
-            let mut fingerprint = transaction
-                .prepare_cached(
-                    "INSERT INTO fingerprint (connector, stream, natural_key, hash) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (connector, stream, natural_key) DO UPDATE SET hash = excluded.hash",
-                )
-                .map_err(&sqlite)?;
-            for (key, hash) in &outcome.fingerprints {
-                fingerprint
-                    .execute(params![outcome.connector, outcome.stream, key, hash])
-                    .map_err(&sqlite)?;
-            }
         }
+        store_fingerprints(
+            &transaction,
+            &outcome.connector,
+            &outcome.stream,
+            &outcome.fingerprints,
+        )
+        .map_err(&sqlite)?;
         transaction
             .execute(
                 "INSERT INTO checkpoint (connector, stream, window_reached_ms, state, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -600,6 +670,51 @@ impl Store {
 
 /// Turns a SQLite error into a [`StoreError`] naming the store's file. It owns its copy of
 /// the path, so it can be used while a transaction borrows the connection.
+/// A day's stored fingerprints (none yet: empty).
+fn load_day(
+    connection: &Connection,
+    connector: &str,
+    stream: &str,
+    day: i64,
+) -> rusqlite::Result<DayFingerprints> {
+    let blob: Option<Vec<u8>> = connection
+        .prepare_cached(
+            "SELECT pairs FROM fingerprint_day WHERE connector = ?1 AND stream = ?2 AND day = ?3",
+        )?
+        .query_row(params![connector, stream, day], |row| row.get(0))
+        .optional()?;
+    Ok(DayFingerprints::decode(blob.as_deref().unwrap_or_default()))
+}
+
+/// Merges fingerprints into their days' rows: one read and one write per day touched.
+fn store_fingerprints(
+    connection: &Connection,
+    connector: &str,
+    stream: &str,
+    fingerprints: &[Fingerprint],
+) -> rusqlite::Result<()> {
+    let mut sorted = fingerprints.to_vec();
+    sorted.sort_by_key(|fp| (fp.day, fp.key));
+    // A key read twice in one batch: the later read wins, as it would in the WFM.
+    sorted.dedup_by(|later, earlier| {
+        later.day == earlier.day && later.key == earlier.key && {
+            *earlier = *later;
+            true
+        }
+    });
+    let mut write = connection.prepare_cached(
+        "INSERT INTO fingerprint_day (connector, stream, day, pairs) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (connector, stream, day) DO UPDATE SET pairs = excluded.pairs",
+    )?;
+    for day in sorted.chunk_by(|a, b| a.day == b.day) {
+        let mut stored = load_day(connection, connector, stream, day[0].day)?;
+        let updates: Vec<(u64, i64)> = day.iter().map(|fp| (fp.key, fp.hash)).collect();
+        stored.merge(&updates);
+        write.execute(params![connector, stream, day[0].day, stored.encode()])?;
+    }
+    Ok(())
+}
+
 fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError {
     let path = path.to_path_buf();
     move |error| StoreError::Sqlite {
@@ -627,6 +742,10 @@ fn random_u64() -> u64 {
 mod tests {
     use super::*;
 
+    fn fp(day: i64, key: u64, hash: i64) -> Fingerprint {
+        Fingerprint { day, key, hash }
+    }
+
     fn outcome(connector: &str, window_reached_ms: i64, bodies: &[&str]) -> ReadOutcome {
         ReadOutcome {
             connector: connector.to_string(),
@@ -643,10 +762,7 @@ mod tests {
                     body: body.as_bytes().to_vec(),
                 })
                 .collect(),
-            fingerprints: vec![
-                ("Q1|calls|0".to_string(), 11),
-                ("Q2|calls|0".to_string(), 22),
-            ],
+            fingerprints: vec![fp(0, 1, 11), fp(0, 2, 22)],
             window_ms: Some((0, window_reached_ms)),
             n_records_read: 2,
         }
@@ -693,20 +809,62 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         store.store_read(&outcome("hq", 900_000, &[])).unwrap();
-        let again = vec![
-            ("Q1|calls|0".to_string(), 11),
-            ("Q2|calls|0".to_string(), 23),
-            ("Q3|calls|0".to_string(), 33),
-        ];
+        let again = [fp(0, 1, 11), fp(0, 2, 23), fp(0, 3, 33), fp(1, 1, 11)];
         let unchanged = store
-            .unchanged_keys("hq", "phonelink-intervals", &again)
+            .unchanged("hq", "phonelink-intervals", &again)
             .unwrap();
-        assert_eq!(unchanged, HashSet::from(["Q1|calls|0".to_string()]));
+        // Same key and content; changed content; a new key; the same key on another day.
+        assert_eq!(unchanged, [true, false, false, false]);
         // Another connector's fingerprints are its own.
-        assert!(store
-            .unchanged_keys("other", "phonelink-intervals", &again)
-            .unwrap()
-            .is_empty());
+        assert_eq!(
+            store
+                .unchanged("other", "phonelink-intervals", &again)
+                .unwrap(),
+            [false; 4]
+        );
+        // Storing merges: changed and new keys are set, the others kept; within one read
+        // the later fingerprint of a key wins.
+        let mut read = outcome("hq", 900_000, &[]);
+        read.fingerprints = vec![fp(0, 2, 23), fp(0, 3, 1), fp(0, 3, 33), fp(1, 1, 11)];
+        store.store_read(&read).unwrap();
+        assert_eq!(
+            store
+                .unchanged("hq", "phonelink-intervals", &again)
+                .unwrap(),
+            [true; 4]
+        );
+    }
+
+    #[test]
+    fn the_upgrade_from_per_key_fingerprints_keeps_everything_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection
+                .execute_batch(
+                    "PRAGMA user_version = 1;
+                     INSERT INTO fingerprint VALUES ('hq', 'phonelink-intervals', 'Q1|calls|0', 11);
+                     INSERT INTO checkpoint VALUES ('hq', 'phonelink-intervals', 900000, NULL, 0);",
+                )
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store
+                .checkpoint("hq", "phonelink-intervals")
+                .unwrap()
+                .unwrap()
+                .window_reached_ms,
+            Some(900_000)
+        );
+        assert_eq!(
+            store
+                .unchanged("hq", "phonelink-intervals", &[fp(0, 1, 11)])
+                .unwrap(),
+            [false]
+        );
     }
 
     #[test]
@@ -782,7 +940,7 @@ mod tests {
         drop(connection);
         let message = Store::open(dir.path()).err().expect("refused").to_string();
         assert!(
-            message.contains("schema version is 99, this acdlink knows up to 1"),
+            message.contains("schema version is 99, this acdlink knows up to 2"),
             "{message}"
         );
     }
