@@ -16,7 +16,6 @@ use acdlink::{
     http::HttpSink,
     mapping,
     registry::{LoadOptions, Registry},
-    service,
     store::{now_ms, OutboxBatch, Store},
     upload::{self, Sink},
 };
@@ -111,6 +110,32 @@ impl Drop for CountingReceiver {
     }
 }
 
+/// Prints how far the read has got every 10 seconds.
+#[derive(Default)]
+struct Ticker {
+    n_read: AtomicU64,
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl acdlink::scheduler::Observer for Ticker {
+    fn day(
+        &self,
+        _: &str,
+        _: StreamKind,
+        day: TimeWindow,
+        report: &acdlink::pipeline::ImportReport,
+    ) {
+        let n_read = self
+            .n_read
+            .fetch_add(report.n_read as u64, Ordering::Relaxed);
+        let mut last = self.last.lock().expect("not poisoned");
+        if last.is_none_or(|last| last.elapsed().as_secs() >= 10) {
+            *last = Some(Instant::now());
+            eprintln!("  read up to {} ({n_read} records)", day.to);
+        }
+    }
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
@@ -136,49 +161,39 @@ fn main() {
         unreachable!("the configuration above is http")
     };
     let sink = HttpSink::new(http).expect("an http client");
-    let mut store = Store::open(&config.state_dir).expect("the state store");
+    let store = Store::open(&config.state_dir).expect("the state store");
+    let raw_config = config.clone();
     println!(
         "pipeline: demo {} queues x {} days of 15-minute intervals, batches of {}, concurrency {}, outbox limit {}",
         options.queues, options.days, options.batch, options.concurrency, config.max_outbox_records
     );
 
-    // End to end, as `acdlink run --once` does it: read (with backpressure), drain, repeat.
+    // End to end, as `acdlink run --once` does it: readers and the uploader at once, with
+    // backpressure at the outbox limit.
+    drop(store);
     let started = Instant::now();
-    let mut n_read = 0usize;
-    let mut last_report = Instant::now();
-    loop {
-        let outcomes = service::catch_up_all(
-            &config,
-            &registry,
-            &mut store,
-            |_| false,
-            |_, _, day, report| {
-                n_read += report.n_read;
-                if last_report.elapsed().as_secs() >= 10 {
-                    last_report = Instant::now();
-                    eprintln!(
-                        "  read up to {} ({n_read} records, {:.0} s)",
-                        day.to,
-                        started.elapsed().as_secs_f64()
-                    );
-                }
-            },
-        )
-        .expect("catch up");
-        for outcome in &outcomes {
-            if let Err(error) = &outcome.result {
-                panic!("connector failed: {error}");
-            }
-        }
-        let drained = upload::drain(&mut store, &sink, |_| {}).expect("drain");
-        assert!(
-            drained.stopped.is_none() && drained.n_retried == 0,
-            "uploads failed: {drained:?}"
-        );
-        if !outcomes.iter().any(|outcome| outcome.outbox_full) {
-            break;
+    let scheduler = acdlink::scheduler::Scheduler::new(
+        std::sync::Arc::new(config),
+        std::sync::Arc::new(registry),
+        std::sync::Arc::new(sink),
+        std::sync::Arc::new(Ticker::default()),
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let summary = runtime
+        .block_on(scheduler.run_once())
+        .expect("the scheduler");
+    let mut n_read = 0;
+    for stream in &summary.streams {
+        match &stream.result {
+            Ok(report) => n_read += report.n_read,
+            Err(error) => panic!("connector failed: {error}"),
         }
     }
+    assert!(
+        summary.upload.stopped.is_none() && summary.upload.n_retried == 0,
+        "uploads failed: {:?}",
+        summary.upload
+    );
     let seconds = started.elapsed().as_secs_f64();
     let n_received = receiver.n_items.load(Ordering::Relaxed);
     assert_eq!(n_received as usize, n_read, "every record read arrived");
@@ -191,6 +206,14 @@ fn main() {
 
     // The raw limit of the upload step: the same kind of bodies, pre-serialised.
     let zone = SourceTimeZone::utc();
+    let registry = Registry::load(&LoadOptions {
+        include_builtins: true,
+        ..LoadOptions::default()
+    });
+    let Some(UploadConfig::Http(http)) = &raw_config.upload else {
+        unreachable!("the configuration above is http")
+    };
+    let sink = HttpSink::new(http).expect("an http client");
     let plugin = registry.find("demo").expect("the demo is built in");
     let mut session = acdlink::session::Session::open(
         "raw",

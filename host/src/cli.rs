@@ -195,7 +195,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Discover { connector, json } => discover(&config, &registry, &connector, json),
         Command::Read(args) => read(&config, &registry, &args),
         Command::Import(args) => crate::commands::import(&config, &registry, &args),
-        Command::Run { once } => crate::commands::run(&config, &registry, once),
+        Command::Run { once } => crate::commands::run(config, registry, once),
         Command::Status => crate::commands::status(&config),
         Command::Pause { connector } => crate::commands::set_paused(&config, &connector, true),
         Command::Resume { connector } => crate::commands::set_paused(&config, &connector, false),

@@ -6,21 +6,15 @@ use crate::{
     config::{Config, UploadConfig},
     pipeline::{Destination, ImportReport, Importer},
     registry::Registry,
-    service::{self, body_format, enabled_streams, local_days},
+    scheduler::{self, Scheduler},
+    service::{body_format, enabled_streams, local_days, StreamOutcome},
     session::Session,
     store::Store,
-    upload::{self, DrainReport, FileSink, Sink},
+    upload::{DrainReport, FileSink, Sink},
 };
-use acdlink_connector_api::{ReadMode, TimeWindow};
+use acdlink_connector_api::{ReadMode, StreamKind, TimeWindow};
 use anyhow::{bail, Context};
-use std::{
-    io::Write,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::{io::Write, sync::Arc, time::Instant};
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::open(&config.state_dir)?)
@@ -61,7 +55,7 @@ pub fn import(config: &Config, registry: &Registry, args: &ImportArgs) -> anyhow
                 None => bail!("connector `{}` cannot read {kind}", connector.name),
             }
         }
-        None => enabled_streams(&connector, &session),
+        None => enabled_streams(&connector, session.manifest()),
     };
     if streams.iter().any(|(_, mode)| *mode != ReadMode::WINDOWED) {
         bail!(
@@ -139,86 +133,156 @@ fn sink(config: &Config) -> anyhow::Result<Box<dyn Sink>> {
     }
 }
 
-/// What a cycle did.
-struct CycleOutcome {
-    /// Everything read and delivered without an error.
-    ok: bool,
-    /// Some connector stopped reading because the outbox was full.
-    outbox_full: bool,
-    /// Connectors that failed this cycle.
-    failed: Vec<String>,
-    /// Connectors that read successfully this cycle.
-    succeeded: Vec<String>,
-    n_delivered_records: usize,
+/// Shows reads and uploads as they happen: progress bars at a terminal, log lines
+/// otherwise.
+struct Progress {
+    interactive: bool,
+    read: indicatif::ProgressBar,
+    upload: indicatif::ProgressBar,
 }
 
-/// One cycle: catch up every connector (except those `backing_off` says to leave alone),
-/// then drain the outbox.
-fn cycle(
-    config: &Config,
-    registry: &Registry,
-    store: &mut Store,
-    sink: &dyn Sink,
-    interactive: bool,
-    backing_off: impl Fn(&str) -> bool,
-) -> anyhow::Result<CycleOutcome> {
-    let bar = progress_bar(0, "read");
-    if !interactive {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+impl Progress {
+    fn new(interactive: bool) -> Progress {
+        let bars = indicatif::MultiProgress::new();
+        if !interactive {
+            bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let read = bars.add(progress_bar(0, "read  "));
+        let upload = bars.add(progress_bar(0, "upload"));
+        Progress {
+            interactive,
+            read,
+            upload,
+        }
     }
-    let outcomes = service::catch_up_all(
-        config,
-        registry,
-        store,
-        backing_off,
-        |name, stream, day, report| {
-            bar.inc_length(1);
-            bar.inc(1);
-            bar.set_message(format!(
-                "{name} {stream} {}: {} read, {} new",
-                day.from, report.n_read, report.n_enqueued
-            ));
+}
+
+impl scheduler::Observer for Progress {
+    fn day(&self, connector: &str, stream: StreamKind, day: TimeWindow, report: &ImportReport) {
+        self.read.inc_length(1);
+        self.read.inc(1);
+        self.read.set_message(format!(
+            "{connector} {stream} {}: {} read, {} new",
+            day.from, report.n_read, report.n_enqueued
+        ));
+        self.upload.inc_length(report.n_enqueued as u64);
+    }
+
+    fn read(&self, connector: &str, stream: StreamKind, outcome: &Result<StreamOutcome, String>) {
+        if !self.interactive {
+            scheduler::LogObserver.read(connector, stream, outcome);
+        }
+    }
+
+    fn upload_progress(&self, report: &DrainReport) {
+        self.upload.set_position(report.n_delivered_records as u64);
+    }
+}
+
+/// `acdlink run [--once]`.
+pub fn run(config: Config, registry: Registry, once: bool) -> anyhow::Result<()> {
+    // Opening the store here reports an unusable one before anything starts, and brings
+    // its schema up to date once.
+    let store = open_store(&config)?;
+    let sink: Arc<dyn Sink> = Arc::from(sink(&config)?);
+    let interactive = once && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let config = Arc::new(config);
+    let progress = Arc::new(Progress::new(interactive));
+    let scheduler = Scheduler::new(
+        Arc::clone(&config),
+        Arc::new(registry),
+        sink,
+        if once {
+            Arc::clone(&progress) as Arc<dyn scheduler::Observer>
+        } else {
+            Arc::new(scheduler::LogObserver)
         },
-    )?;
-    bar.finish_and_clear();
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    if !once {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut terminate =
+                signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+            let mut interrupt =
+                signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+                tracing::info!(
+                    "stopping: reads and uploads in flight finish at their next safe point"
+                );
+                let _ = stop_tx.send(true);
+            });
+            tracing::info!(
+                n_connectors = config
+                    .connectors
+                    .iter()
+                    .filter(|connector| connector.enabled)
+                    .count(),
+                "service started"
+            );
+            scheduler.run_service(stop_rx).await?;
+            anyhow::Ok(())
+        })?;
+        eprintln!("stopped: what was read is in the outbox; uploads go on at the next start");
+        return Ok(());
+    }
+    let summary = runtime.block_on(scheduler.run_once())?;
+    progress.read.finish_and_clear();
+    progress.upload.finish_and_clear();
     let mut ok = true;
-    let mut failed = Vec::new();
-    let mut succeeded = Vec::new();
-    let outbox_full = outcomes.iter().any(|outcome| outcome.outbox_full);
-    for outcome in &outcomes {
-        if outcome.outbox_full {
-            eprintln!("connector `{}`: reading paused, the outbox is full ({} records at most); it goes on once uploads make room", outcome.name, config.max_outbox_records);
+    // One line per connector, its streams added up.
+    let mut connectors: Vec<&str> = summary
+        .streams
+        .iter()
+        .map(|stream| stream.connector.as_str())
+        .collect();
+    connectors.dedup();
+    for name in connectors {
+        let streams: Vec<&scheduler::StreamSummary> = summary
+            .streams
+            .iter()
+            .filter(|stream| stream.connector == name)
+            .collect();
+        if let Some(reason) = streams.iter().find_map(|stream| stream.skipped) {
+            eprintln!("connector `{name}`: skipped ({reason})");
+            continue;
         }
-        match (&outcome.skipped, &outcome.result) {
-            (Some(reason), _) => eprintln!("connector `{}`: skipped ({reason})", outcome.name),
-            (None, Ok(report)) => {
-                succeeded.push(outcome.name.clone());
-                eprintln!(
-                "connector `{}`: read {} record(s), enqueued {} new or changed ({} unchanged, {} dropped unmapped, {} rejected)",
-                outcome.name,
-                report.n_read,
-                report.n_enqueued,
-                report.n_unchanged,
-                report.n_dropped_queues + report.n_dropped_agents,
-                report.n_rejects
-            )
-            }
-            (None, Err(error)) => {
-                ok = false;
-                failed.push(outcome.name.clone());
-                eprintln!("connector `{}`: failed: {error}", outcome.name);
+        if streams.iter().any(|stream| stream.outbox_full) {
+            ok = false;
+            eprintln!("connector `{name}`: reading paused, the outbox is full ({} records at most) and the WFM does not take uploads now; it goes on from there", config.max_outbox_records);
+        }
+        let n_waits: usize = streams.iter().map(|stream| stream.n_waits_for_room).sum();
+        if n_waits > 0 {
+            eprintln!("connector `{name}`: reading waited {n_waits} time(s) for uploads to make room in the outbox ({} records at most)", config.max_outbox_records);
+        }
+        let mut total = ImportReport::default();
+        for stream in &streams {
+            match &stream.result {
+                Ok(report) => total.add(report),
+                Err(error) => {
+                    ok = false;
+                    eprintln!("connector `{name}` {}: failed: {error}", stream.stream);
+                }
             }
         }
+        eprintln!(
+            "connector `{name}`: read {} record(s), enqueued {} new or changed ({} unchanged, {} dropped unmapped, {} rejected)",
+            total.n_read,
+            total.n_enqueued,
+            total.n_unchanged,
+            total.n_dropped_queues + total.n_dropped_agents,
+            total.n_rejects
+        );
     }
-    let depth = store.outbox_depth(None)?;
-    let upload_bar = progress_bar(depth.n_records as u64, "upload");
-    if !interactive {
-        upload_bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let report: DrainReport = upload::drain(store, sink, |report| {
-        upload_bar.set_position(report.n_delivered_records as u64)
-    })?;
-    upload_bar.finish_and_clear();
+    let report = &summary.upload;
     eprintln!(
         "upload: delivered {} record(s) in {} batch(es), {} to retry, {} quarantined",
         report.n_delivered_records,
@@ -233,140 +297,23 @@ fn cycle(
     if report.n_retried > 0 || report.n_quarantined > 0 {
         ok = false;
     }
-    Ok(CycleOutcome {
-        ok,
-        outbox_full,
-        failed,
-        succeeded,
-        n_delivered_records: report.n_delivered_records,
-    })
-}
-
-/// `acdlink run [--once]`.
-pub fn run(config: &Config, registry: &Registry, once: bool) -> anyhow::Result<()> {
-    let mut store = open_store(config)?;
-    let sink = sink(config)?;
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if once {
-        // Cycles until the reading is done: a backfill larger than the outbox limit takes
-        // several, each draining what the one before read. It stops when a cycle makes no
-        // progress (the WFM is away), leaving the rest to the next run.
-        let mut ok;
-        loop {
-            let outcome = cycle(
-                config,
-                registry,
-                &mut store,
-                sink.as_ref(),
-                interactive,
-                |_| false,
-            )?;
-            ok = outcome.ok;
-            if !outcome.outbox_full || outcome.n_delivered_records == 0 {
-                break;
-            }
-        }
-        let depth = store.outbox_depth(None)?;
-        if depth.n_batches > 0 {
-            eprintln!(
-                "{} record(s) in {} batch(es) remain in the outbox",
-                depth.n_records, depth.n_batches
-            );
-        }
-        if let Some(UploadConfig::File(file)) = &config.upload {
-            eprintln!(
-                "the file sink writes NDJSON (one body per line, a file per endpoint) to {}",
-                file.path.display()
-            );
-        }
-        if !ok || depth.n_batches > 0 {
-            bail!("not everything was read and delivered; `acdlink status` shows what is left");
-        }
-        return Ok(());
+    let depth = store.outbox_depth(None)?;
+    if depth.n_batches > 0 {
+        eprintln!(
+            "{} record(s) in {} batch(es) remain in the outbox",
+            depth.n_records, depth.n_batches
+        );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("cannot install the signal handler")?;
+    if let Some(UploadConfig::File(file)) = &config.upload {
+        eprintln!(
+            "the file sink writes NDJSON (one body per line, a file per endpoint) to {}",
+            file.path.display()
+        );
     }
-    let period = config
-        .connectors
-        .iter()
-        .filter(|connector| connector.enabled)
-        .map(|connector| {
-            Duration::from_secs(
-                connector
-                    .timelink_poll_secs
-                    .min(u64::from(connector.interval_minutes) * 60),
-            )
-        })
-        .min()
-        .unwrap_or(Duration::from_secs(60));
-    tracing::info!(period_secs = period.as_secs(), "service started");
-    // A failing connector waits 1 minute, doubling up to an hour, while the others go on.
-    let mut failures: std::collections::HashMap<String, (u32, Instant)> =
-        std::collections::HashMap::new();
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let backing_off = |name: &str| {
-            failures
-                .get(name)
-                .is_some_and(|(_, retry_at)| *retry_at > now)
-        };
-        match cycle(
-            config,
-            registry,
-            &mut store,
-            sink.as_ref(),
-            false,
-            backing_off,
-        ) {
-            Ok(outcome) => {
-                for name in outcome.succeeded {
-                    failures.remove(&name);
-                }
-                for name in outcome.failed {
-                    let entry = failures.entry(name.clone()).or_insert((0, now));
-                    entry.0 += 1;
-                    let wait = Duration::from_secs(60u64 << (entry.0 - 1).min(6))
-                        .min(Duration::from_secs(3600));
-                    entry.1 = Instant::now() + wait;
-                    tracing::warn!(connector = %name, failures = entry.0, wait_secs = wait.as_secs(), "connector backs off");
-                }
-                if outcome.outbox_full && outcome.n_delivered_records > 0 {
-                    // Room was made: read on at once instead of waiting for the next tick.
-                    continue;
-                }
-            }
-            Err(error) => tracing::error!(error = %format!("{error:#}"), "cycle failed"),
-        }
-        let deadline = next_tick(config, period);
-        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    if !ok || depth.n_batches > 0 {
+        bail!("not everything was read and delivered; `acdlink status` shows what is left");
     }
-    eprintln!("stopped: the current cycle finished; everything read is in the outbox");
     Ok(())
-}
-
-/// When the next cycle is due: the next interval boundary plus the delay of the soonest
-/// connector, or `period` from now if that is sooner (TimeLink polling, retries).
-fn next_tick(config: &Config, period: Duration) -> Instant {
-    let now_ms = crate::store::now_ms();
-    let soonest_ms = config
-        .connectors
-        .iter()
-        .filter(|connector| connector.enabled)
-        .map(|connector| {
-            let interval_ms = i64::from(connector.interval_minutes) * 60_000;
-            let delay_ms = connector.delay_secs as i64 * 1000;
-            // The first boundary whose read time (boundary + delay) is still ahead.
-            let boundary = (now_ms - delay_ms).div_euclid(interval_ms) * interval_ms + interval_ms;
-            boundary + delay_ms - now_ms
-        })
-        .min()
-        .unwrap_or(period.as_millis() as i64);
-    Instant::now() + Duration::from_millis(soonest_ms.max(1000) as u64).min(period)
 }
 
 /// `acdlink status`.

@@ -22,6 +22,7 @@ pub mod http;
 pub mod mapping;
 pub mod pipeline;
 pub mod registry;
+pub mod scheduler;
 pub mod secret;
 pub mod service;
 pub mod session;

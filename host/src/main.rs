@@ -12,7 +12,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = acdlink::cli::Cli::parse();
+    // The service logs what it reads and uploads; one-shot commands only what went wrong.
+    let service = matches!(cli.command, acdlink::cli::Command::Run { once: false });
     let default_level = match cli.verbose {
+        0 if service => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -22,6 +25,11 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only at a terminal: journald and log files get plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     match acdlink::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

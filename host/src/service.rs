@@ -38,9 +38,8 @@ pub fn body_format(config: &Config) -> BodyFormat {
 /// the same contacts twice otherwise.
 pub fn enabled_streams(
     connector: &ConnectorConfig,
-    session: &Session,
+    manifest: &acdlink_connector_api::Manifest,
 ) -> Vec<(StreamKind, ReadMode)> {
-    let manifest = session.manifest();
     let has_intervals = manifest
         .read_mode(StreamKind::PHONELINK_INTERVALS)
         .is_some();
@@ -91,7 +90,17 @@ pub fn due_window(
     now_ms: i64,
 ) -> Result<Option<TimeWindow>, acdlink_connector_api::ConnectorError> {
     let interval_ms = i64::from(connector.interval_minutes) * 60_000;
-    let end = (now_ms - connector.delay_secs as i64 * 1000).div_euclid(interval_ms) * interval_ms;
+    due_window_by(connector, window_reached_ms, now_ms, interval_ms)
+}
+
+/// [`due_window`] with the window's end aligned down to `step_ms` instead of the interval.
+pub fn due_window_by(
+    connector: &ConnectorConfig,
+    window_reached_ms: Option<i64>,
+    now_ms: i64,
+    step_ms: i64,
+) -> Result<Option<TimeWindow>, acdlink_connector_api::ConnectorError> {
+    let end = (now_ms - connector.delay_secs as i64 * 1000).div_euclid(step_ms) * step_ms;
     let zone = &connector.timezone;
     let today = zone.to_local(UtcMillis(now_ms))?.date();
     let history_start = today
@@ -109,85 +118,76 @@ pub fn due_window(
     Ok((start < end).then(|| TimeWindow::new(UtcMillis(start), UtcMillis(end))))
 }
 
-/// What one connector's part of a cycle did.
-#[derive(Debug)]
-pub struct ConnectorOutcome {
-    pub name: String,
-    pub result: Result<ImportReport, String>,
-    pub skipped: Option<&'static str>,
-    /// Reading stopped early because the outbox reached `max_outbox_records`; the next
-    /// cycle goes on from the checkpoint once uploads have made room.
+/// What one read of a connector's stream did.
+#[derive(Debug, Default)]
+pub struct StreamOutcome {
+    pub report: ImportReport,
+    /// Reading stopped early because the outbox reached `max_outbox_records`; it goes on
+    /// from the checkpoint once uploads have made room.
     pub outbox_full: bool,
+    /// Reading stopped early because the service is shutting down.
+    pub stopped: bool,
 }
 
-/// Reads every enabled, unpaused connector up to now into the outbox. A failing connector
-/// is reported and the others go on.
-pub fn catch_up_all(
-    config: &Config,
-    registry: &Registry,
-    store: &mut Store,
-    backing_off: impl Fn(&str) -> bool,
-    mut on_day: impl FnMut(&str, StreamKind, TimeWindow, &ImportReport),
-) -> Result<Vec<ConnectorOutcome>, crate::store::StoreError> {
-    let format = body_format(config);
-    let mut outcomes = Vec::new();
-    for connector in &config.connectors {
-        if !connector.enabled {
-            continue;
-        }
-        let skipped = if store.paused_since(&connector.name)?.is_some() {
-            Some("paused")
-        } else if backing_off(&connector.name) {
-            Some("backing off after a failure")
-        } else {
-            None
-        };
-        if skipped.is_some() {
-            outcomes.push(ConnectorOutcome {
-                name: connector.name.clone(),
-                result: Ok(ImportReport::default()),
-                skipped,
-                outbox_full: false,
-            });
-            continue;
-        }
-        let mut outbox_full = false;
-        let result = catch_up(
-            connector,
-            registry,
-            store,
-            &format,
-            config.max_outbox_records,
-            &mut outbox_full,
-            &mut on_day,
-        )
-        .map_err(|error| format!("{error:#}"));
-        if let Err(error) = &result {
-            tracing::error!(connector = %connector.name, %error, "connector failed this cycle; the others go on");
-        }
-        outcomes.push(ConnectorOutcome {
-            name: connector.name.clone(),
-            result,
-            skipped: None,
-            outbox_full,
-        });
-    }
-    Ok(outcomes)
+/// How far back a read of a windowed stream starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// From the checkpoint moved back by the reconciliation window: late corrections in
+    /// the source reach the WFM.
+    Reconcile,
+    /// From the checkpoint: only what is new (TimeLink polls between reconciliations).
+    New,
 }
 
+/// Reads one stream of a connector up to now into the outbox: history on first start,
+/// catch-up after downtime or a pause, the reconciliation window if `reach` says so, or
+/// (for an incremental stream) whatever is new. Windowed reads go day by day, oldest
+/// first, and stop early when the outbox is full or `stop` is set.
 #[allow(clippy::too_many_arguments)]
-fn catch_up(
+pub fn catch_up_stream(
     connector: &ConnectorConfig,
     registry: &Registry,
     store: &mut Store,
     format: &BodyFormat,
     max_outbox_records: u64,
-    outbox_full: &mut bool,
-    on_day: &mut impl FnMut(&str, StreamKind, TimeWindow, &ImportReport),
-) -> anyhow::Result<ImportReport> {
+    (stream, mode): (StreamKind, ReadMode),
+    reach: Reach,
+    stop: &std::sync::atomic::AtomicBool,
+    on_day: &mut dyn FnMut(TimeWindow, &ImportReport),
+) -> anyhow::Result<StreamOutcome> {
     let plugin = registry
         .find(&connector.plugin)
         .ok_or_else(|| anyhow::anyhow!("no plugin of kind `{}` is loaded", connector.plugin))?;
+    let mut outcome = StreamOutcome::default();
+    let outbox_is_full = |store: &Store| -> anyhow::Result<bool> {
+        Ok(store.outbox_depth(None)?.n_records as u64 >= max_outbox_records)
+    };
+    // Backpressure: with the WFM away the outbox would grow without end; the source keeps
+    // the data and the checkpoint says where to go on.
+    if outbox_is_full(store)? {
+        outcome.outbox_full = true;
+        return Ok(outcome);
+    }
+    let window = if mode == ReadMode::INCREMENTAL {
+        None
+    } else {
+        let checkpoint = store
+            .checkpoint(&connector.name, &stream.to_string())?
+            .unwrap_or_default();
+        let step_ms = read_step_ms(connector, stream);
+        let due = due_window_by(connector, checkpoint.window_reached_ms, now_ms(), step_ms)?;
+        let window = match (reach, due, checkpoint.window_reached_ms) {
+            (Reach::New, Some(due), Some(reached)) => {
+                Some(TimeWindow::new(UtcMillis(reached.max(due.from.0)), due.to))
+                    .filter(|window| window.from < window.to)
+            }
+            (_, due, _) => due,
+        };
+        match window {
+            Some(window) => Some(window),
+            None => return Ok(outcome),
+        }
+    };
     // No connector call may take longer than `call_timeout_secs`: a hanging source is
     // reported and abandoned, and the other connectors go on.
     let mut session = Session::open_with_timeout(
@@ -197,43 +197,45 @@ fn catch_up(
         &connector.timezone,
         Some(std::time::Duration::from_secs(connector.call_timeout_secs)),
     )?;
-    let mut total = ImportReport::default();
-    for (stream, mode) in enabled_streams(connector, &session) {
-        let stream_name = stream.to_string();
-        let checkpoint = store
-            .checkpoint(&connector.name, &stream_name)?
-            .unwrap_or_default();
-        let mut importer = Importer {
-            session: &mut session,
-            store: &mut *store,
-            connector,
-            format,
-            advance_checkpoint: true,
-        };
-        if mode == ReadMode::INCREMENTAL {
-            let report = importer.import_new(stream, &mut Destination::Outbox)?;
-            total.add(&report);
-            continue;
+    let mut importer = Importer {
+        session: &mut session,
+        store: &mut *store,
+        connector,
+        format,
+        advance_checkpoint: true,
+    };
+    let Some(window) = window else {
+        outcome.report = importer.import_new(stream, &mut Destination::Outbox)?;
+        return Ok(outcome);
+    };
+    for day in local_days(connector, window)? {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            outcome.stopped = true;
+            break;
         }
-        let Some(window) = due_window(connector, checkpoint.window_reached_ms, now_ms())? else {
-            continue;
-        };
-        for day in local_days(connector, window)? {
-            // Backpressure: with the WFM away the outbox would grow without end; the
-            // source keeps the data and the checkpoint says where to go on.
-            if importer.store.outbox_depth(None)?.n_records as u64 >= max_outbox_records {
-                tracing::warn!(connector = %connector.name, max_outbox_records, "outbox full; reading pauses until uploads make room");
-                *outbox_full = true;
-                return Ok(total);
-            }
-            let report = importer
-                .import_window(stream, day, &mut Destination::Outbox)
-                .map_err(|error: PipelineError| anyhow::anyhow!(error))?;
-            on_day(&connector.name, stream, day, &report);
-            total.add(&report);
+        if outbox_is_full(importer.store)? {
+            tracing::warn!(connector = %connector.name, max_outbox_records, "outbox full; reading pauses until uploads make room");
+            outcome.outbox_full = true;
+            break;
         }
+        let report = importer
+            .import_window(stream, day, &mut Destination::Outbox)
+            .map_err(|error: PipelineError| anyhow::anyhow!(error))?;
+        on_day(day, &report);
+        outcome.report.add(&report);
     }
-    Ok(total)
+    Ok(outcome)
+}
+
+/// What a windowed read's end is aligned to: PhoneLink reads closed intervals; TimeLink
+/// reads up to the last full second when it polls more often than the interval.
+pub fn read_step_ms(connector: &ConnectorConfig, stream: StreamKind) -> i64 {
+    let interval_ms = i64::from(connector.interval_minutes) * 60_000;
+    if stream == StreamKind::TIMELINK && connector.timelink_poll_secs * 1000 < interval_ms as u64 {
+        1000
+    } else {
+        interval_ms
+    }
 }
 
 #[cfg(test)]

@@ -506,6 +506,15 @@ impl Store {
         Ok(ids)
     }
 
+    /// When the next outbox batch falls due (`None` with an empty outbox).
+    pub fn next_attempt_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.connection
+            .query_row("SELECT MIN(next_attempt_ms) FROM outbox", [], |row| {
+                row.get(0)
+            })
+            .map_err(self.sqlite())
+    }
+
     /// Up to `limit` outbox batches due for an attempt at `now_ms`, oldest first.
     pub fn due_batches(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
         let mut statement = self

@@ -11,6 +11,7 @@ use crate::store::{now_ms, OutboxBatch, OutboxUpdate, Store, StoreError};
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 /// What became of one delivery attempt.
@@ -34,7 +35,7 @@ pub enum Delivery {
 }
 
 /// Something that takes outbox batches.
-pub trait Sink: Sync {
+pub trait Sink: Send + Sync {
     /// Tries to deliver one batch. Called from several threads at once, up to
     /// [`Sink::concurrency`].
     fn deliver(&self, batch: &OutboxBatch) -> Delivery;
@@ -58,10 +59,36 @@ pub struct DrainReport {
     pub last_error: Option<String>,
 }
 
+impl DrainReport {
+    /// Adds a later report to this one.
+    pub fn add(&mut self, later: &DrainReport) {
+        self.n_delivered_batches += later.n_delivered_batches;
+        self.n_delivered_records += later.n_delivered_records;
+        self.n_retried += later.n_retried;
+        self.n_quarantined += later.n_quarantined;
+        if later.stopped.is_some() {
+            self.stopped.clone_from(&later.stopped);
+        }
+        if later.last_error.is_some() {
+            self.last_error.clone_from(&later.last_error);
+        }
+    }
+}
+
 /// Delivers every batch that is due, oldest first, until none is due or the sink stops.
 pub fn drain(
     store: &mut Store,
     sink: &dyn Sink,
+    on_progress: impl FnMut(&DrainReport),
+) -> Result<DrainReport, StoreError> {
+    drain_until(store, sink, &AtomicBool::new(false), on_progress)
+}
+
+/// [`drain`] that also ends after the round in flight once `stop` is set.
+pub fn drain_until(
+    store: &mut Store,
+    sink: &dyn Sink,
+    stop: &AtomicBool,
     mut on_progress: impl FnMut(&DrainReport),
 ) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
@@ -141,7 +168,7 @@ pub fn drain(
         }
         store.apply(&updates)?;
         on_progress(&report);
-        if report.stopped.is_some() {
+        if report.stopped.is_some() || stop.load(Ordering::Relaxed) {
             return Ok(report);
         }
     }

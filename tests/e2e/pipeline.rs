@@ -319,7 +319,7 @@ fn a_full_outbox_pauses_reading_and_the_backfill_goes_on_after_uploads() {
     let output = run_once(&sandbox);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("reading paused, the outbox is full (1000 records at most)"),
+        stderr(&output).contains("for uploads to make room in the outbox (1000 records at most)"),
         "{}",
         stderr(&output)
     );

@@ -1,0 +1,525 @@
+//! The service on tokio: one task per enabled connector stream and one uploader, running at
+//! the same time. Readers fill the outbox while the uploader drains it; the outbox limit
+//! makes readers wait for uploads (backpressure).
+//!
+//! Connector calls and SQLite work are blocking: each task owns its own store connection
+//! and hands it, with the work, to `spawn_blocking`. Tasks talk through `watch` channels:
+//! readers bump `enqueued` after storing, the uploader publishes its progress (readers
+//! waiting for room watch it), and `stop` ends everything at the next safe point (between
+//! days of a read, between drain rounds).
+//!
+//! Schedules: a windowed PhoneLink stream reads at each interval boundary plus the delay,
+//! re-reading the reconciliation window every time; TimeLink reads every
+//! `timelink_poll_secs`, re-reading the reconciliation window once per interval and only
+//! what is new in between; incremental streams read what is new on their stream's
+//! schedule. A failing stream waits 1 minute, doubling up to an hour, while the others go
+//! on.
+
+use crate::{
+    config::{Config, ConnectorConfig},
+    pipeline::ImportReport,
+    registry::Registry,
+    service::{self, Reach, StreamOutcome},
+    store::{now_ms, Store, StoreError},
+    upload::{self, DrainReport, Sink},
+};
+use acdlink_connector_api::{ReadMode, StreamKind, TimeWindow};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+use tokio::sync::watch;
+
+/// What the scheduler tells whoever shows progress. Called from blocking threads.
+pub trait Observer: Send + Sync {
+    /// A day (or part of one) of a windowed stream was stored.
+    fn day(&self, _connector: &str, _stream: StreamKind, _day: TimeWindow, _report: &ImportReport) {
+    }
+    /// A read of a stream ended (the outcome, or the error).
+    fn read(
+        &self,
+        _connector: &str,
+        _stream: StreamKind,
+        _outcome: &Result<StreamOutcome, String>,
+    ) {
+    }
+    /// The uploader delivered more (totals of the current drain).
+    fn upload_progress(&self, _report: &DrainReport) {}
+}
+
+/// An observer that only logs.
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn read(&self, connector: &str, stream: StreamKind, outcome: &Result<StreamOutcome, String>) {
+        match outcome {
+            Ok(outcome) if outcome.report.n_read > 0 || outcome.outbox_full => tracing::info!(
+                connector,
+                %stream,
+                n_read = outcome.report.n_read,
+                n_enqueued = outcome.report.n_enqueued,
+                n_rejected = outcome.report.n_rejects,
+                outbox_full = outcome.outbox_full,
+                "read"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(connector, %stream, %error, "read failed"),
+        }
+    }
+}
+
+/// What one stream's task did in `run --once`.
+#[derive(Debug)]
+pub struct StreamSummary {
+    pub connector: String,
+    pub stream: StreamKind,
+    /// The reads' totals, or the error that ended them.
+    pub result: Result<ImportReport, String>,
+    /// Why nothing was read (`paused`).
+    pub skipped: Option<&'static str>,
+    /// Reading stopped because the outbox stayed full (the WFM does not take uploads).
+    pub outbox_full: bool,
+    /// How often reading waited for uploads to make room in the outbox.
+    pub n_waits_for_room: usize,
+}
+
+/// What `run --once` did.
+#[derive(Debug, Default)]
+pub struct OnceSummary {
+    pub streams: Vec<StreamSummary>,
+    pub upload: DrainReport,
+}
+
+/// The uploader's progress, for readers waiting for room in the outbox.
+#[derive(Clone, Copy, Debug, Default)]
+struct UploadState {
+    /// Drain rounds done.
+    generation: u64,
+    /// The last drain delivered nothing although it had batches: waiting readers give up
+    /// (in `run --once`) or wait for their next tick (in the service).
+    stalled: bool,
+    /// The uploader has ended.
+    finished: bool,
+}
+
+struct Shared {
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    sink: Arc<dyn Sink>,
+    observer: Arc<dyn Observer>,
+    /// Set on SIGINT/SIGTERM; blocking work checks it between days and drain rounds.
+    stop_flag: Arc<AtomicBool>,
+    once: bool,
+}
+
+/// The service: readers and uploader on a tokio runtime.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+}
+
+impl Scheduler {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Arc<Registry>,
+        sink: Arc<dyn Sink>,
+        observer: Arc<dyn Observer>,
+    ) -> Scheduler {
+        Scheduler {
+            shared: Arc::new(Shared {
+                config,
+                registry,
+                sink,
+                observer,
+                stop_flag: Arc::new(AtomicBool::new(false)),
+                once: false,
+            }),
+        }
+    }
+
+    /// The flag that stops the service at the next safe point.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shared.stop_flag)
+    }
+
+    /// Catches every enabled connector stream up to now while uploading, until the reads
+    /// are done and the outbox holds nothing that is due.
+    pub async fn run_once(self) -> Result<OnceSummary, StoreError> {
+        let shared = Arc::new(Shared {
+            once: true,
+            ..clone_shared(&self.shared)
+        });
+        // Nothing stops `run --once` early (a signal ends the process); the sender lives as
+        // long as the run so that waiting on it never wakes.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let summary = self::run(shared, stop_rx).await;
+        drop(stop_tx);
+        summary
+    }
+
+    /// Runs until `stop` turns true: reads on each stream's schedule, uploads as data
+    /// arrives and as retries fall due. Work in flight finishes at its next safe point.
+    pub async fn run_service(self, stop: watch::Receiver<bool>) -> Result<(), StoreError> {
+        let shared = Arc::clone(&self.shared);
+        let stop_flag = Arc::clone(&shared.stop_flag);
+        let mut watcher = stop.clone();
+        tokio::spawn(async move {
+            while !*watcher.borrow_and_update() {
+                if watcher.changed().await.is_err() {
+                    break;
+                }
+            }
+            stop_flag.store(true, Ordering::Relaxed);
+        });
+        self::run(shared, stop).await.map(|_| ())
+    }
+}
+
+fn clone_shared(shared: &Shared) -> Shared {
+    Shared {
+        config: Arc::clone(&shared.config),
+        registry: Arc::clone(&shared.registry),
+        sink: Arc::clone(&shared.sink),
+        observer: Arc::clone(&shared.observer),
+        stop_flag: Arc::clone(&shared.stop_flag),
+        once: shared.once,
+    }
+}
+
+async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Result<OnceSummary, StoreError> {
+    let (enqueued_tx, enqueued_rx) = watch::channel(0u64);
+    let (upload_tx, upload_rx) = watch::channel(UploadState::default());
+    let (readers_done_tx, readers_done_rx) = watch::channel(false);
+    let enqueued_tx = Arc::new(enqueued_tx);
+
+    let mut readers = tokio::task::JoinSet::new();
+    for (index, connector) in shared.config.connectors.iter().enumerate() {
+        if !connector.enabled {
+            continue;
+        }
+        let Some(plugin) = shared.registry.find(&connector.plugin) else {
+            // Reported by the reader like any other failure.
+            readers.spawn(reader(
+                Arc::clone(&shared),
+                index,
+                (StreamKind::PHONELINK_INTERVALS, ReadMode::WINDOWED),
+                Arc::clone(&enqueued_tx),
+                upload_rx.clone(),
+                stop.clone(),
+            ));
+            continue;
+        };
+        for stream in service::enabled_streams(connector, &plugin.manifest) {
+            readers.spawn(reader(
+                Arc::clone(&shared),
+                index,
+                stream,
+                Arc::clone(&enqueued_tx),
+                upload_rx.clone(),
+                stop.clone(),
+            ));
+        }
+    }
+    let uploader = tokio::spawn(uploader(
+        Arc::clone(&shared),
+        enqueued_rx,
+        upload_tx,
+        readers_done_rx,
+        stop.clone(),
+    ));
+    let mut summary = OnceSummary::default();
+    while let Some(joined) = readers.join_next().await {
+        match joined {
+            Ok(Ok(stream)) => summary.streams.push(stream),
+            Ok(Err(error)) => {
+                let _ = readers_done_tx.send(true);
+                let _ = uploader.await;
+                return Err(error);
+            }
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        }
+    }
+    let _ = readers_done_tx.send(true);
+    summary.upload = match uploader.await {
+        Ok(report) => report?,
+        Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+    };
+    summary
+        .streams
+        .sort_by(|a, b| (&a.connector, a.stream.0).cmp(&(&b.connector, b.stream.0)));
+    Ok(summary)
+}
+
+/// Runs `work` with the store on a blocking thread and gives the store back.
+async fn blocking<T: Send + 'static>(
+    store: Store,
+    work: impl FnOnce(&mut Store) -> T + Send + 'static,
+) -> (Store, T) {
+    let mut store = store;
+    tokio::task::spawn_blocking(move || {
+        let result = work(&mut store);
+        (store, result)
+    })
+    .await
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+async fn open_store(shared: &Shared) -> Result<Store, StoreError> {
+    let state_dir = shared.config.state_dir.clone();
+    tokio::task::spawn_blocking(move || Store::open(&state_dir))
+        .await
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()))
+}
+
+/// Sleeps for `duration` unless `stop` turns true first. Returns whether to stop.
+async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => *stop.borrow(),
+        changed = stop.changed() => changed.is_err() || *stop.borrow(),
+    }
+}
+
+/// One connector stream: reads on its schedule until stopped (or, in `run --once`, until
+/// it has caught up).
+async fn reader(
+    shared: Arc<Shared>,
+    index: usize,
+    stream: (StreamKind, ReadMode),
+    enqueued: Arc<watch::Sender<u64>>,
+    mut upload: watch::Receiver<UploadState>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<StreamSummary, StoreError> {
+    let connector: &ConnectorConfig = &shared.config.connectors[index];
+    let mut summary = StreamSummary {
+        connector: connector.name.clone(),
+        stream: stream.0,
+        result: Ok(ImportReport::default()),
+        skipped: None,
+        outbox_full: false,
+        n_waits_for_room: 0,
+    };
+    let mut store = open_store(&shared).await?;
+    let mut n_failures = 0u32;
+    let mut last_reconciled_interval = None;
+    loop {
+        let (returned, paused) = blocking(store, {
+            let name = connector.name.clone();
+            move |store| store.paused_since(&name)
+        })
+        .await;
+        store = returned;
+        if paused?.is_some() {
+            if shared.once {
+                summary.skipped = Some("paused");
+                return Ok(summary);
+            }
+        } else {
+            // TimeLink polls re-read the reconciliation window once per interval.
+            let interval_ms = i64::from(connector.interval_minutes) * 60_000;
+            let interval = now_ms().div_euclid(interval_ms);
+            let reach = if shared.once || last_reconciled_interval != Some(interval) {
+                Reach::Reconcile
+            } else {
+                Reach::New
+            };
+            let (returned, outcome) = blocking(store, {
+                let shared = Arc::clone(&shared);
+                let enqueued = Arc::clone(&enqueued);
+                move |store| {
+                    let connector = &shared.config.connectors[index];
+                    let observer = Arc::clone(&shared.observer);
+                    let name = connector.name.clone();
+                    // Each stored day wakes the uploader: uploads run while reading goes on.
+                    let on_day = |day, report: &ImportReport| {
+                        if report.n_enqueued > 0 {
+                            enqueued.send_modify(|generation| *generation += 1);
+                        }
+                        observer.day(&name, stream.0, day, report);
+                    };
+                    let outcome = service::catch_up_stream(
+                        connector,
+                        &shared.registry,
+                        store,
+                        &service::body_format(&shared.config),
+                        shared.config.max_outbox_records,
+                        stream,
+                        reach,
+                        &shared.stop_flag,
+                        &mut { on_day },
+                    )
+                    .map_err(|error| format!("{error:#}"));
+                    shared.observer.read(&name, stream.0, &outcome);
+                    outcome
+                }
+            })
+            .await;
+            store = returned;
+            enqueued.send_modify(|generation| *generation += 1);
+            match outcome {
+                Ok(outcome) => {
+                    n_failures = 0;
+                    if reach == Reach::Reconcile {
+                        last_reconciled_interval = Some(interval);
+                    }
+                    if let Ok(total) = &mut summary.result {
+                        total.add(&outcome.report);
+                    }
+                    if outcome.stopped {
+                        return Ok(summary);
+                    }
+                    if outcome.outbox_full {
+                        summary.n_waits_for_room += 1;
+                        if wait_for_room(&mut upload, &mut stop).await {
+                            continue;
+                        }
+                        summary.outbox_full = true;
+                        if shared.once {
+                            return Ok(summary);
+                        }
+                    } else if shared.once {
+                        return Ok(summary);
+                    }
+                }
+                Err(error) => {
+                    n_failures += 1;
+                    if shared.once {
+                        summary.result = Err(error);
+                        return Ok(summary);
+                    }
+                    let wait = Duration::from_secs(60u64 << (n_failures - 1).min(6))
+                        .min(Duration::from_secs(3600));
+                    tracing::warn!(connector = %connector.name, stream = %stream.0, failures = n_failures, wait_secs = wait.as_secs(), "stream backs off after a failure; the others go on");
+                    if sleep_or_stop(wait, &mut stop).await {
+                        return Ok(summary);
+                    }
+                    continue;
+                }
+            }
+        }
+        if sleep_or_stop(until_next_read(connector, stream.0), &mut stop).await {
+            return Ok(summary);
+        }
+    }
+}
+
+/// Waits until the uploader has made progress. `false` when it cannot (stalled, ended, or
+/// the service stops).
+async fn wait_for_room(
+    upload: &mut watch::Receiver<UploadState>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let seen = upload.borrow_and_update().generation;
+    loop {
+        let state = *upload.borrow_and_update();
+        if state.finished || *stop.borrow() {
+            return false;
+        }
+        if state.generation > seen {
+            return !state.stalled;
+        }
+        tokio::select! {
+            changed = upload.changed() => if changed.is_err() { return false },
+            _ = stop.changed() => return false,
+        }
+    }
+}
+
+/// How long a stream waits before its next read: TimeLink its poll period (when shorter
+/// than the interval), everything else until the next interval boundary plus the delay.
+fn until_next_read(connector: &ConnectorConfig, stream: StreamKind) -> Duration {
+    let interval_ms = i64::from(connector.interval_minutes) * 60_000;
+    if stream == StreamKind::TIMELINK && connector.timelink_poll_secs * 1000 < interval_ms as u64 {
+        return Duration::from_secs(connector.timelink_poll_secs.max(1));
+    }
+    let now = now_ms();
+    let delay_ms = connector.delay_secs as i64 * 1000;
+    // The first boundary whose read time (boundary + delay) is still ahead.
+    let boundary = (now - delay_ms).div_euclid(interval_ms) * interval_ms + interval_ms;
+    Duration::from_millis((boundary + delay_ms - now).max(1000) as u64)
+}
+
+/// Drains the outbox whenever readers stored something and whenever a retry falls due.
+async fn uploader(
+    shared: Arc<Shared>,
+    mut enqueued: watch::Receiver<u64>,
+    progress: watch::Sender<UploadState>,
+    mut readers_done: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<DrainReport, StoreError> {
+    let mut store = open_store(&shared).await?;
+    let mut total = DrainReport::default();
+    let finish = |total: DrainReport| {
+        progress.send_modify(|state| state.finished = true);
+        Ok(total)
+    };
+    loop {
+        let readers_were_done = *readers_done.borrow_and_update();
+        enqueued.borrow_and_update();
+        let (returned, drained) = blocking(store, {
+            let shared = Arc::clone(&shared);
+            let mut so_far = total.clone();
+            move |store| {
+                let before = so_far.clone();
+                upload::drain_until(store, shared.sink.as_ref(), &shared.stop_flag, |report| {
+                    so_far = before.clone();
+                    so_far.add(report);
+                    shared.observer.upload_progress(&so_far);
+                })
+            }
+        })
+        .await;
+        store = returned;
+        let report = drained?;
+        total.add(&report);
+        let (returned, depth) = blocking(store, |store| store.outbox_depth(None)).await;
+        store = returned;
+        let depth = depth?;
+        progress.send_modify(|state| {
+            state.generation += 1;
+            state.stalled = report.n_delivered_batches == 0 && depth.n_batches > 0;
+        });
+        if *stop.borrow() {
+            return finish(total);
+        }
+        if shared.once {
+            if report.stopped.is_some() {
+                return finish(total);
+            }
+            if readers_were_done && report.n_delivered_batches == 0 {
+                return finish(total);
+            }
+            if report.n_delivered_batches > 0 {
+                continue;
+            }
+            // Nothing to deliver now: wait for readers to store something or finish.
+            tokio::select! {
+                _ = enqueued.changed() => {}
+                _ = readers_done.changed() => {}
+            }
+            continue;
+        }
+        // The service: wake when readers store something, when the next retry falls due,
+        // and at least every minute (a WFM that refused the key may accept it again).
+        let (returned, next) = blocking(store, |store| store.next_attempt_ms()).await;
+        store = returned;
+        let wait_ms = match next? {
+            Some(next_ms) => (next_ms - now_ms()).clamp(100, 60_000),
+            None => 60_000,
+        };
+        let wait = if report.stopped.is_some() {
+            Duration::from_secs(60)
+        } else {
+            Duration::from_millis(wait_ms as u64)
+        };
+        tokio::select! {
+            _ = enqueued.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return finish(total),
+        }
+    }
+}
