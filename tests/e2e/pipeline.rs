@@ -492,3 +492,91 @@ fn the_drop_folder_library_passes_the_conformance_kit() {
     assert_eq!(report.streams[0].n_records, 15);
     assert_eq!(report.streams[0].n_pages, 3);
 }
+
+/// Waits until the receiver's queue intervals stop changing (and are not empty).
+fn wait_until_received_settles(receiver: &Receiver, limit: Duration) {
+    let started = std::time::Instant::now();
+    let mut last = (0, std::time::Instant::now());
+    while started.elapsed() < limit {
+        let n = received_intervals(receiver).len();
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        } else if n > 0 && last.1.elapsed() > Duration::from_millis(1500) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "the receiver did not settle within {limit:?} ({} intervals)",
+        last.0
+    );
+}
+
+#[test]
+fn the_service_uploads_while_a_failing_connector_backs_off_and_stops_cleanly_on_sigterm() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("acdlink-fixture-read-panics");
+    sandbox.write_config(&format!(
+        "{}\n[[connector]]\nname = \"flaky\"\nplugin = \"panicky\"\n",
+        pipeline_config(&receiver, 2, 3, 100)
+    ));
+    let log = sandbox.path().join("service.log");
+    let mut child = Command::new(acdlink_tests::acdlink_binary())
+        .arg("--config")
+        .arg(sandbox.path().join("acdlink.toml"))
+        .arg("run")
+        .env("ACDLINK_E2E_KEY", API_KEY)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start acdlink run");
+    // The demo's history arrives although `flaky` panics on every read.
+    wait_until_received_settles(&receiver, Duration::from_secs(60));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "acdlink run did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{log}");
+    assert!(
+        log.contains("stopped: what was read is in the outbox"),
+        "{log}"
+    );
+    assert!(
+        log.contains("stream backs off after a failure") && log.contains("flaky"),
+        "{log}"
+    );
+    assert_matches_read(&sandbox, &receiver);
+    assert_each_applied_once(&receiver);
+}
+
+#[test]
+fn run_once_reports_a_failing_connector_and_delivers_the_others() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("acdlink-fixture-read-panics");
+    sandbox.write_config(&format!(
+        "{}\n[[connector]]\nname = \"flaky\"\nplugin = \"panicky\"\n",
+        pipeline_config(&receiver, 1, 2, 100)
+    ));
+    let output = run_once(&sandbox);
+    assert!(!output.status.success(), "a connector failed");
+    let text = stderr(&output);
+    assert!(text.contains("connector `flaky`"), "{text}");
+    assert!(text.contains("failed: "), "{text}");
+    assert!(text.contains("connector `hq`: read "), "{text}");
+    assert_matches_read(&sandbox, &receiver);
+    assert_each_applied_once(&receiver);
+}
