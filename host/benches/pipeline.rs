@@ -65,48 +65,84 @@ fn parse_options() -> Options {
     options
 }
 
-/// A loopback receiver that parses every body and counts its items.
+/// A loopback receiver that parses every body and counts its items, in a child process
+/// (this benchmark's own binary with `--serve-receiver`): its memory is not acdlink's, and
+/// it competes for the cores as a WFM on the same machine would.
 struct CountingReceiver {
     base_url: String,
-    n_items: Arc<AtomicU64>,
-    server: Arc<tiny_http::Server>,
+    child: std::process::Child,
+    answers: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl CountingReceiver {
     fn start(n_threads: usize) -> CountingReceiver {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
-        let port = server.server_addr().to_ip().expect("an IP address").port();
-        let n_items = Arc::new(AtomicU64::new(0));
-        for _ in 0..n_threads {
-            let server = Arc::clone(&server);
-            let n_items = Arc::clone(&n_items);
-            std::thread::spawn(move || {
-                while let Ok(mut request) = server.recv() {
-                    let mut body = Vec::new();
-                    let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
-                    let status = match serde_json::from_slice::<serde_json::Value>(&body) {
-                        Ok(value) => {
-                            let n = value["data"].as_array().map_or(0, Vec::len) as u64;
-                            n_items.fetch_add(n, Ordering::Relaxed);
-                            200
-                        }
-                        Err(_) => 400,
-                    };
-                    let _ = request.respond(tiny_http::Response::empty(status));
-                }
-            });
-        }
+        let mut child = std::process::Command::new(std::env::current_exe().expect("this binary"))
+            .args(["--serve-receiver", &n_threads.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the receiver");
+        let mut answers = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let base_url = read_line(&mut answers);
         CountingReceiver {
-            base_url: format!("http://127.0.0.1:{port}"),
-            n_items,
-            server,
+            base_url,
+            child,
+            answers,
         }
     }
+
+    /// The number of items received so far.
+    fn n_items(&mut self) -> u64 {
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        std::io::Write::write_all(stdin, b"count\n").expect("ask the receiver");
+        read_line(&mut self.answers).parse().expect("a count")
+    }
+}
+
+fn read_line(reader: &mut impl std::io::BufRead) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("the receiver answers");
+    line.trim().to_string()
 }
 
 impl Drop for CountingReceiver {
     fn drop(&mut self) {
-        self.server.unblock();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The receiver's side: serves until stdin closes, answering `count` with the number of
+/// items received.
+fn serve_receiver(n_threads: usize) {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
+    let port = server.server_addr().to_ip().expect("an IP address").port();
+    let n_items = Arc::new(AtomicU64::new(0));
+    for _ in 0..n_threads {
+        let server = Arc::clone(&server);
+        let n_items = Arc::clone(&n_items);
+        std::thread::spawn(move || {
+            while let Ok(mut request) = server.recv() {
+                let mut body = Vec::new();
+                let _ = std::io::Read::read_to_end(request.as_reader(), &mut body);
+                let status = match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(value) => {
+                        let n = value["data"].as_array().map_or(0, Vec::len) as u64;
+                        n_items.fetch_add(n, Ordering::Relaxed);
+                        200
+                    }
+                    Err(_) => 400,
+                };
+                let _ = request.respond(tiny_http::Response::empty(status));
+            }
+        });
+    }
+    println!("http://127.0.0.1:{port}");
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut stdin.lock(), &mut line).is_ok_and(|n| n > 0) {
+        println!("{}", n_items.load(Ordering::Relaxed));
+        line.clear();
     }
 }
 
@@ -143,8 +179,12 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve-receiver") {
+        return serve_receiver(args[2].parse().expect("a thread count"));
+    }
     let options = parse_options();
-    let receiver = CountingReceiver::start(4);
+    let mut receiver = CountingReceiver::start(4);
     let dir = tempfile::tempdir().expect("a temporary directory");
     std::env::set_var("ACDLINK_BENCH_KEY", "bench");
     let text = format!(
@@ -195,7 +235,7 @@ fn main() {
         summary.upload
     );
     let seconds = started.elapsed().as_secs_f64();
-    let n_received = receiver.n_items.load(Ordering::Relaxed);
+    let n_received = receiver.n_items();
     assert_eq!(n_received as usize, n_read, "every record read arrived");
     let end_to_end = n_read as f64 / seconds;
     println!(

@@ -273,8 +273,8 @@ fn fnv1a(bytes: &[u8]) -> i64 {
 }
 
 /// One request body: `{"data": [...], "meta": {...}}`, written from the items' JSON text.
-pub fn body(
-    items: &[Item],
+pub fn body<T: std::borrow::Borrow<Item>>(
+    items: &[T],
     integration_configuration_id: i64,
     external_system: Option<&str>,
 ) -> Vec<u8> {
@@ -282,14 +282,14 @@ pub fn body(
     if let Some(system) = external_system {
         meta["externalSystem"] = json!(system);
     }
-    let length: usize = items.iter().map(|item| item.json.len() + 1).sum();
+    let length: usize = items.iter().map(|item| item.borrow().json.len() + 1).sum();
     let mut body = Vec::with_capacity(length + 100);
     body.extend_from_slice(b"{\"data\":[");
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(item.json.as_bytes());
+        body.extend_from_slice(item.borrow().json.as_bytes());
     }
     body.extend_from_slice(b"],\"meta\":");
     body.extend_from_slice(meta.to_string().as_bytes());

@@ -223,17 +223,14 @@ impl Importer<'_> {
         let n_unchanged = mapped.items.len() - fresh.len();
         let bodies: Vec<NewBody> = fresh
             .chunks(self.format.batch_size.max(1))
-            .map(|chunk| {
-                let items: Vec<Item> = chunk.iter().map(|item| (*item).clone()).collect();
-                NewBody {
-                    endpoint: endpoint.to_string(),
-                    n_records: items.len(),
-                    body: mapping::body(
-                        &items,
-                        self.format.integration_configuration_id,
-                        self.format.external_system.as_deref(),
-                    ),
-                }
+            .map(|chunk| NewBody {
+                endpoint: endpoint.to_string(),
+                n_records: chunk.len(),
+                body: mapping::body(
+                    chunk,
+                    self.format.integration_configuration_id,
+                    self.format.external_system.as_deref(),
+                ),
             })
             .collect();
         let report = ImportReport {

@@ -97,38 +97,50 @@ pub fn drain_until(
     // never answers must not keep the drain (and with it reading and shutdown) going for
     // ever; what failed waits for its backoff and the next drain.
     let mut attempted = std::collections::HashSet::new();
+    // A round holds a few batches per delivery slot: enough to keep every slot busy, few
+    // enough to keep memory small (a batch of 1000 intervals is about 250 kB).
+    let round = (concurrency * 4).max(16);
     loop {
         let due: Vec<OutboxBatch> = store
-            .due_batches(now_ms(), 64 + attempted.len())?
+            .due_batches(now_ms(), round + attempted.len())?
             .into_iter()
             .filter(|batch| !attempted.contains(&batch.id))
-            .take(64)
+            .take(round)
             .collect();
         if due.is_empty() {
             return Ok(report);
         }
         attempted.extend(due.iter().map(|batch| batch.id));
-        // Up to `concurrency` deliveries at once; the store is updated in order afterwards.
-        let mut outcomes = Vec::with_capacity(due.len());
-        for chunk in due.chunks(concurrency) {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|batch| scope.spawn(move || sink.deliver(batch)))
-                    .collect();
-                for (batch, handle) in chunk.iter().zip(handles) {
-                    let delivery = handle.join().unwrap_or_else(|_| Delivery::Retry {
-                        error: "the delivery thread panicked".to_string(),
-                        retry_after_secs: None,
-                    });
-                    outcomes.push((batch.clone(), delivery));
-                }
+        // `concurrency` workers take the round's batches in order, each starting the next
+        // as soon as its last one is done; the store is updated afterwards.
+        let deliveries: Vec<std::sync::OnceLock<Delivery>> =
+            due.iter().map(|_| std::sync::OnceLock::new()).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..concurrency.min(due.len()) {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(batch) = due.get(index) else { break };
+                    let delivery = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        sink.deliver(batch)
+                    }));
+                    if let Ok(delivery) = delivery {
+                        let _ = deliveries[index].set(delivery);
+                    }
+                });
+            }
+        });
+        let outcomes = due.iter().zip(deliveries).map(|(batch, delivery)| {
+            let delivery = delivery.into_inner().unwrap_or_else(|| Delivery::Retry {
+                error: "the delivery thread panicked".to_string(),
+                retry_after_secs: None,
             });
-        }
+            (batch, delivery)
+        });
         // One transaction for the round: a commit (an fsync) per batch would cost more than
         // the upload itself. A crash before it commits re-sends the round's batches with
         // their idempotency keys, which a receiver honouring them applies once.
-        let mut updates = Vec::with_capacity(outcomes.len());
+        let mut updates = Vec::with_capacity(due.len());
         for (batch, delivery) in outcomes {
             match delivery {
                 Delivery::Delivered => {
