@@ -281,7 +281,7 @@ fn main() {
                         connector: "raw".to_string(),
                         endpoint: "queue-intervals".to_string(),
                         n_records: chunk.len(),
-                        body: mapping::body(chunk, 1, None),
+                        body: mapping::body(chunk, 1, None).into(),
                         idempotency_key: format!("raw-{}", bodies.len()),
                         attempts: 0,
                     });
@@ -290,15 +290,24 @@ fn main() {
             },
         )
         .expect("read the demo");
+    // As many records as the end-to-end run (the week's bodies again and again), by
+    // `concurrency` workers that each post the next body as soon as the last is answered.
+    let n_posts = (n_read.div_ceil(n_raw_records.max(1)) * bodies.len()).max(bodies.len());
+    n_raw_records = n_raw_records * n_posts / bodies.len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let started = Instant::now();
-    for chunk in bodies.chunks(options.concurrency as usize) {
-        std::thread::scope(|scope| {
-            for batch in chunk {
-                let sink = &sink;
-                scope.spawn(move || assert_eq!(sink.deliver(batch), upload::Delivery::Delivered));
-            }
-        });
-    }
+    std::thread::scope(|scope| {
+        for _ in 0..options.concurrency {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if index >= n_posts {
+                    break;
+                }
+                let batch = &bodies[index % bodies.len()];
+                assert_eq!(sink.deliver(batch), upload::Delivery::Delivered);
+            });
+        }
+    });
     let raw_seconds = started.elapsed().as_secs_f64();
     let raw = n_raw_records as f64 / raw_seconds;
     println!(

@@ -226,7 +226,8 @@ pub struct OutboxBatch {
     pub connector: String,
     pub endpoint: String,
     pub n_records: usize,
-    pub body: Vec<u8>,
+    /// Shared, so that a sink can hand it to its client without copying it.
+    pub body: bytes::Bytes,
     /// Sent with every attempt of this batch, so a receiver that honours it never applies
     /// the batch twice.
     pub idempotency_key: String,
@@ -531,7 +532,7 @@ impl Store {
                     connector: row.get(1)?,
                     endpoint: row.get(2)?,
                     n_records: row.get::<_, i64>(3)? as usize,
-                    body: row.get(4)?,
+                    body: row.get::<_, Vec<u8>>(4)?.into(),
                     idempotency_key: row.get(5)?,
                     attempts: row.get(6)?,
                 })
@@ -797,7 +798,7 @@ mod tests {
         );
         let due = store.due_batches(now_ms(), 10).unwrap();
         assert_eq!(due.iter().map(|batch| batch.id).collect::<Vec<_>>(), ids);
-        assert_eq!(due[0].body, b"{\"a\":1}");
+        assert_eq!(&due[0].body[..], b"{\"a\":1}");
         assert_ne!(due[0].idempotency_key, due[1].idempotency_key);
         assert!(
             due[0].idempotency_key.starts_with("acdlink-"),
