@@ -362,6 +362,35 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
         ["CONNECTOR", "STATE", "CHECKPOINTS", "OUTBOX"],
         &rows,
     )?;
+    let mut problems = Vec::new();
+    for failing in store.stream_errors()? {
+        problems.push(format!(
+            "  `{}` {}: {} failed read(s) since {}, the last at {}: {}",
+            failing.connector,
+            failing.stream,
+            failing.n_failures,
+            acdlink_connector_api::UtcMillis(failing.first_ms),
+            acdlink_connector_api::UtcMillis(failing.at_ms),
+            failing.error
+        ));
+    }
+    for connector in &config.connectors {
+        if let Some(waiting) = store.waiting(&connector.name)? {
+            problems.push(format!(
+                "  `{}` upload: {} batch(es) wait for a retry, the next at {}; last error: {}",
+                connector.name,
+                waiting.n_batches,
+                acdlink_connector_api::UtcMillis(waiting.next_attempt_ms),
+                waiting.last_error
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        writeln!(out, "\nlast errors:")?;
+        for problem in problems {
+            writeln!(out, "{problem}")?;
+        }
+    }
     let quarantined = store.quarantined()?;
     if !quarantined.is_empty() {
         writeln!(

@@ -354,6 +354,15 @@ async fn reader(
                     )
                     .map_err(|error| format!("{error:#}"));
                     shared.observer.read(&name, stream.0, &outcome);
+                    // `acdlink status` shows a failing stream until a read succeeds.
+                    let recorded = store.record_read_result(
+                        &name,
+                        &stream.0.to_string(),
+                        outcome.as_ref().map(|_| ()).map_err(String::as_str),
+                    );
+                    if let Err(error) = recorded {
+                        tracing::error!(connector = %name, %error, "cannot record the read's outcome");
+                    }
                     outcome
                 }
             })

@@ -96,6 +96,16 @@ const MIGRATIONS: &[&str] = &[
         pairs BLOB NOT NULL,
         PRIMARY KEY (connector, stream, day)
     );
+    -- The last failure of each stream's reads, until a read succeeds again.
+    CREATE TABLE stream_error (
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        error TEXT NOT NULL,
+        n_failures INTEGER NOT NULL,
+        first_ms INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (connector, stream)
+    );
     ",
 ];
 
@@ -263,6 +273,25 @@ pub struct QuarantinedBatch {
     pub status: Option<u16>,
     pub response: String,
     pub quarantined_ms: i64,
+}
+
+/// A stream whose reads fail: the last error, since when, how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamError {
+    pub connector: String,
+    pub stream: String,
+    pub error: String,
+    pub n_failures: u32,
+    pub first_ms: i64,
+    pub at_ms: i64,
+}
+
+/// A connector's batches that wait for a retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub n_batches: usize,
+    pub next_attempt_ms: i64,
+    pub last_error: String,
 }
 
 /// The outbox at a glance.
@@ -612,6 +641,78 @@ impl Store {
         }])
     }
 
+    /// Records how a read of a stream ended: a failure is kept (counted, with its time)
+    /// until a read succeeds.
+    pub fn record_read_result(
+        &mut self,
+        connector: &str,
+        stream: &str,
+        result: Result<(), &str>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        match result {
+            Ok(()) => self.connection.execute(
+                "DELETE FROM stream_error WHERE connector = ?1 AND stream = ?2",
+                params![connector, stream],
+            ),
+            Err(error) => self.connection.execute(
+                "INSERT INTO stream_error (connector, stream, error, n_failures, first_ms, at_ms) VALUES (?1, ?2, ?3, 1, ?4, ?4)
+                 ON CONFLICT (connector, stream) DO UPDATE SET
+                     error = excluded.error, n_failures = n_failures + 1, at_ms = excluded.at_ms",
+                params![connector, stream, error, now],
+            ),
+        }
+        .map(|_| ())
+        .map_err(self.sqlite())
+    }
+
+    /// Every stream whose last read failed.
+    pub fn stream_errors(&self) -> Result<Vec<StreamError>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT connector, stream, error, n_failures, first_ms, at_ms FROM stream_error ORDER BY connector, stream",
+            )
+            .map_err(self.sqlite())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(StreamError {
+                    connector: row.get(0)?,
+                    stream: row.get(1)?,
+                    error: row.get(2)?,
+                    n_failures: row.get(3)?,
+                    first_ms: row.get(4)?,
+                    at_ms: row.get(5)?,
+                })
+            })
+            .map_err(self.sqlite())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
+    }
+
+    /// A connector's batches that failed and wait for a retry (`None` if there are none).
+    pub fn waiting(&self, connector: &str) -> Result<Option<Waiting>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT COUNT(*), MIN(next_attempt_ms),
+                        (SELECT last_error FROM outbox WHERE connector = ?1 AND last_error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                 FROM outbox WHERE connector = ?1 AND attempts > 0",
+                params![connector],
+                |row| {
+                    let n_batches = row.get::<_, i64>(0)? as usize;
+                    Ok((n_batches > 0).then(|| -> rusqlite::Result<Waiting> {
+                        Ok(Waiting {
+                            n_batches,
+                            next_attempt_ms: row.get(1)?,
+                            last_error: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                        })
+                    }))
+                },
+            )
+            .map_err(self.sqlite())?
+            .transpose()
+            .map_err(self.sqlite())
+    }
+
     /// Every quarantined batch, oldest first.
     pub fn quarantined(&self) -> Result<Vec<QuarantinedBatch>, StoreError> {
         let mut statement = self
@@ -842,6 +943,46 @@ mod tests {
                 .unchanged("hq", "phonelink-intervals", &again)
                 .unwrap(),
             [true; 4]
+        );
+    }
+
+    #[test]
+    fn a_failing_stream_is_remembered_until_a_read_succeeds_and_retries_show_their_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .record_read_result("hq", "timelink", Err("source down"))
+            .unwrap();
+        store
+            .record_read_result("hq", "timelink", Err("still down"))
+            .unwrap();
+        let errors = store.stream_errors().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            (errors[0].n_failures, errors[0].error.as_str()),
+            (2, "still down")
+        );
+        store.record_read_result("hq", "timelink", Ok(())).unwrap();
+        assert!(store.stream_errors().unwrap().is_empty());
+
+        assert_eq!(store.waiting("hq").unwrap(), None);
+        let ids = store
+            .store_read(&outcome("hq", 900_000, &["{}", "{}"]))
+            .unwrap();
+        store
+            .apply(&[OutboxUpdate::Retry {
+                id: ids[1],
+                next_attempt_ms: 5_000,
+                error: "HTTP 503".to_string(),
+            }])
+            .unwrap();
+        assert_eq!(
+            store.waiting("hq").unwrap(),
+            Some(Waiting {
+                n_batches: 1,
+                next_attempt_ms: 5_000,
+                last_error: "HTTP 503".to_string()
+            })
         );
     }
 

@@ -579,4 +579,13 @@ fn run_once_reports_a_failing_connector_and_delivers_the_others() {
     assert!(text.contains("connector `hq`: read "), "{text}");
     assert_matches_read(&sandbox, &receiver);
     assert_each_applied_once(&receiver);
+    // `status` keeps the failure until a read succeeds.
+    let status = stdout(&acdlink(&sandbox, &["status"]));
+    assert!(status.contains("last errors:"), "{status}");
+    assert!(
+        status.contains("`flaky` phonelink-intervals: 1 failed read(s) since"),
+        "{status}"
+    );
+    assert!(status.contains("deliberate panic in read"), "{status}");
+    assert!(!status.contains("`hq`"), "{status}");
 }
