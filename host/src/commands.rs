@@ -179,11 +179,44 @@ impl scheduler::Observer for Progress {
     }
 }
 
+/// Takes the state directory for this process: two services on one store would read and
+/// upload the same data twice. The lock is the operating system's (released when the
+/// process ends, however it ends); the file holds the process id for the message.
+fn lock_state_dir(state_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = state_dir.join("acdlink.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another acdlink (process {}) is running on the state directory {}; stop it first",
+                holder.trim(),
+                state_dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// `acdlink run [--once]`.
 pub fn run(config: Config, registry: Registry, once: bool) -> anyhow::Result<()> {
     // Opening the store here reports an unusable one before anything starts, and brings
     // its schema up to date once.
     let store = open_store(&config)?;
+    let _lock = lock_state_dir(&config.state_dir)?;
     let sink: Arc<dyn Sink> = Arc::from(sink(&config)?);
     let interactive = once && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let config = Arc::new(config);

@@ -589,3 +589,33 @@ fn run_once_reports_a_failing_connector_and_delivers_the_others() {
     assert!(status.contains("deliberate panic in read"), "{status}");
     assert!(!status.contains("`hq`"), "{status}");
 }
+
+#[test]
+fn a_second_service_on_the_same_state_directory_is_refused() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    sandbox.write_config(&pipeline_config(&receiver, 1, 2, 100));
+    let mut first = Command::new(acdlink_tests::acdlink_binary())
+        .arg("--config")
+        .arg(sandbox.path().join("acdlink.toml"))
+        .arg("run")
+        .env("ACDLINK_E2E_KEY", API_KEY)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start acdlink run");
+    wait_until_received_settles(&receiver, Duration::from_secs(60));
+    let second = run_once(&sandbox);
+    first.kill().unwrap();
+    let _ = first.wait();
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains(&format!(
+            "another acdlink (process {}) is running on the state directory",
+            first.id()
+        )),
+        "{}",
+        stderr(&second)
+    );
+    // The lock goes with the process, however it ended.
+    assert!(run_once(&sandbox).status.success());
+}
