@@ -89,7 +89,7 @@ const SHIFT_MS: i64 = 8 * 60 * MINUTE + 30 * MINUTE;
 /// Whether `agent` works on `date`: four in five agents work Monday to Friday, the rest
 /// Wednesday to Sunday.
 fn works(agent: u32, date: Date) -> bool {
-    let weekend_crew = agent % 5 == 0;
+    let weekend_crew = agent.is_multiple_of(5);
     match date.weekday() {
         Weekday::Saturday | Weekday::Sunday => weekend_crew,
         Weekday::Monday | Weekday::Tuesday => !weekend_crew,
@@ -163,7 +163,7 @@ fn day_spans(model: &Model, agent: u32, date: Date) -> Result<Vec<Span>, Connect
         (LUNCH, start + 4 * 60 * MINUTE, 30 * MINUTE),
         (BREAK, start + 6 * 60 * MINUTE + 30 * MINUTE, 15 * MINUTE),
     ];
-    if date.weekday() == Weekday::Wednesday && agent % 3 == 0 {
+    if date.weekday() == Weekday::Wednesday && agent.is_multiple_of(3) {
         pauses.insert(0, (MEETING, start + 60 * MINUTE, 45 * MINUTE));
     }
     let mut pauses = pauses.into_iter().peekable();
