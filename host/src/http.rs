@@ -76,7 +76,7 @@ impl Sink for HttpSink {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok());
+            .and_then(retry_after_secs);
         let mut text = response.text().unwrap_or_default();
         if text.len() > MAX_RESPONSE_BYTES {
             let mut end = MAX_RESPONSE_BYTES;
@@ -109,5 +109,37 @@ impl Sink for HttpSink {
                 response: text,
             },
         }
+    }
+}
+
+/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 section 10.2.3); a date in
+/// the past means now.
+fn retry_after_secs(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    let secs = at.duration_since(jiff::Timestamp::now()).as_secs();
+    Some(secs.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        assert_eq!(super::retry_after_secs(" 120 "), Some(120));
+        let in_a_minute = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(61);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&in_a_minute)
+            .unwrap();
+        assert!(date.ends_with("GMT"), "{date}");
+        let secs = super::retry_after_secs(&date).unwrap();
+        assert!((55..=61).contains(&secs), "{date}: {secs}");
+        assert_eq!(
+            super::retry_after_secs("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(0)
+        );
+        assert_eq!(super::retry_after_secs("soon"), None);
     }
 }
