@@ -79,11 +79,22 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Per connector: paused or not, checkpoints, outbox depth; quarantined batches.
+    /// Per connector: paused or not, checkpoints, outbox depth, last errors; quarantined
+    /// batches.
     Status,
+    /// Send quarantined batches again (after the cause was fixed in the WFM): they go back
+    /// into the outbox with a new idempotency key, and the service uploads them.
+    Requeue {
+        /// Batch numbers as `status` lists them.
+        #[arg(required_unless_present = "all")]
+        batches: Vec<i64>,
+        /// Every quarantined batch.
+        #[arg(long, conflicts_with = "batches")]
+        all: bool,
+    },
     /// Pause a connector: the service stops reading it until `resume` (persisted).
     Pause { connector: String },
-    /// Resume a paused connector: the next cycle imports everything it missed.
+    /// Resume a paused connector: its next read imports everything it missed.
     Resume { connector: String },
 }
 
@@ -197,6 +208,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => crate::commands::import(&config, &registry, &args),
         Command::Run { once } => crate::commands::run(config, registry, once),
         Command::Status => crate::commands::status(&config),
+        Command::Requeue { batches, all } => {
+            crate::commands::requeue(&config, (!all).then_some(&batches[..]))
+        }
         Command::Pause { connector } => crate::commands::set_paused(&config, &connector, true),
         Command::Resume { connector } => crate::commands::set_paused(&config, &connector, false),
     }

@@ -450,6 +450,32 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `acdlink requeue`: quarantined batches (the given ones, or all) back into the outbox.
+pub fn requeue(config: &Config, batches: Option<&[i64]>) -> anyhow::Result<()> {
+    let mut store = open_store(config)?;
+    if let Some(batches) = batches {
+        let known: std::collections::HashSet<i64> =
+            store.quarantined()?.iter().map(|batch| batch.id).collect();
+        let unknown: Vec<String> = batches
+            .iter()
+            .filter(|id| !known.contains(id))
+            .map(i64::to_string)
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "no quarantined batch {} (`acdlink status` lists them)",
+                unknown.join(", ")
+            );
+        }
+    }
+    let requeued = store.requeue_quarantined(batches)?;
+    eprintln!(
+        "{} batch(es) back in the outbox with a new idempotency key; the service uploads them (or run `acdlink run --once`)",
+        requeued.len()
+    );
+    Ok(())
+}
+
 /// `acdlink pause` and `acdlink resume`.
 pub fn set_paused(config: &Config, name: &str, paused: bool) -> anyhow::Result<()> {
     if config.connector(name).is_none() {

@@ -713,6 +713,54 @@ impl Store {
             .map_err(self.sqlite())
     }
 
+    /// Moves quarantined batches (the given ones, or all) back into the outbox, due now,
+    /// each under a new idempotency key: a WFM may remember the refusal under the old one.
+    /// Returns the new outbox ids.
+    pub fn requeue_quarantined(&mut self, ids: Option<&[i64]>) -> Result<Vec<i64>, StoreError> {
+        let sqlite = sqlite_error(&self.path);
+        let now = now_ms();
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sqlite)?;
+        let chosen: Vec<i64> = {
+            let mut statement = transaction
+                .prepare("SELECT id FROM quarantine ORDER BY id")
+                .map_err(&sqlite)?;
+            let all = statement
+                .query_map([], |row| row.get::<_, i64>(0))
+                .map_err(&sqlite)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(&sqlite)?;
+            all.into_iter()
+                .filter(|id| ids.is_none_or(|ids| ids.contains(id)))
+                .collect()
+        };
+        let mut new_ids = Vec::with_capacity(chosen.len());
+        for id in chosen {
+            transaction
+                .execute(
+                    "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
+                     SELECT connector, endpoint, n_records, body, ?2, ?3, ?3 FROM quarantine WHERE id = ?1",
+                    params![id, format!("pending-{}-{}", self.instance, random_u64()), now],
+                )
+                .map_err(&sqlite)?;
+            let new_id = transaction.last_insert_rowid();
+            transaction
+                .execute(
+                    "UPDATE outbox SET idempotency_key = ?1 WHERE id = ?2",
+                    params![format!("acdlink-{}-{new_id}", self.instance), new_id],
+                )
+                .map_err(&sqlite)?;
+            transaction
+                .execute("DELETE FROM quarantine WHERE id = ?1", params![id])
+                .map_err(&sqlite)?;
+            new_ids.push(new_id);
+        }
+        transaction.commit().map_err(&sqlite)?;
+        Ok(new_ids)
+    }
+
     /// Every quarantined batch, oldest first.
     pub fn quarantined(&self) -> Result<Vec<QuarantinedBatch>, StoreError> {
         let mut statement = self

@@ -228,6 +228,33 @@ fn a_refused_batch_is_quarantined_and_shown_while_the_rest_arrive() {
     let requests = receiver.with(|received| received.n_requests);
     assert!(run_once(&sandbox).status.success());
     assert_eq!(receiver.with(|received| received.n_requests), requests);
+
+    // The WFM is fixed; the operator sends the batch again.
+    receiver.stop_refusing();
+    let unknown = acdlink(&sandbox, &["requeue", "99999"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no quarantined batch 99999"),
+        "{}",
+        stderr(&unknown)
+    );
+    let requeued = acdlink(&sandbox, &["requeue", "--all"]);
+    assert!(requeued.status.success(), "{}", stderr(&requeued));
+    assert!(
+        stderr(&requeued).contains("1 batch(es) back in the outbox"),
+        "{}",
+        stderr(&requeued)
+    );
+    assert!(run_once(&sandbox).status.success());
+    assert!(!stdout(&acdlink(&sandbox, &["status"])).contains("quarantined batch(es)"));
+    let agent_0002 = receiver.with(|received| {
+        received.items["agent-statuses"]
+            .values()
+            .filter(|item| item["agentIdentifier"] == "agent0002@demo.example")
+            .count()
+    });
+    assert!(agent_0002 > 0, "the requeued statuses arrived");
+    assert_each_applied_once(&receiver);
 }
 
 #[test]

@@ -91,6 +91,11 @@ impl Receiver {
         self.shared.lock().unwrap().refuse_containing = Some(text.to_string());
     }
 
+    /// Takes every valid body again (the WFM's problem was fixed).
+    pub fn stop_refusing(&self) {
+        self.shared.lock().unwrap().refuse_containing = None;
+    }
+
     /// Runs `look` on what was received so far.
     pub fn with<T>(&self, look: impl FnOnce(&Received) -> T) -> T {
         look(&self.shared.lock().unwrap().received)
