@@ -174,15 +174,13 @@ pub fn catch_up_stream(
         let checkpoint = store
             .checkpoint(&connector.name, &stream.to_string())?
             .unwrap_or_default();
-        let step_ms = read_step_ms(connector, stream);
-        let due = due_window_by(connector, checkpoint.window_reached_ms, now_ms(), step_ms)?;
-        let window = match (reach, due, checkpoint.window_reached_ms) {
-            (Reach::New, Some(due), Some(reached)) => {
-                Some(TimeWindow::new(UtcMillis(reached.max(due.from.0)), due.to))
-                    .filter(|window| window.from < window.to)
-            }
-            (_, due, _) => due,
-        };
+        let window = window_to_read(
+            connector,
+            stream,
+            checkpoint.window_reached_ms,
+            reach,
+            now_ms(),
+        )?;
         match window {
             Some(window) => Some(window),
             None => return Ok(outcome),
@@ -225,6 +223,27 @@ pub fn catch_up_stream(
         outcome.report.add(&report);
     }
     Ok(outcome)
+}
+
+/// The window a read of a windowed stream covers now: [`due_window_by`] with the end
+/// aligned as [`read_step_ms`] says, starting at the checkpoint itself for [`Reach::New`].
+/// `None` when there is nothing to read.
+pub fn window_to_read(
+    connector: &ConnectorConfig,
+    stream: StreamKind,
+    window_reached_ms: Option<i64>,
+    reach: Reach,
+    now_ms: i64,
+) -> Result<Option<TimeWindow>, acdlink_connector_api::ConnectorError> {
+    let step_ms = read_step_ms(connector, stream);
+    let due = due_window_by(connector, window_reached_ms, now_ms, step_ms)?;
+    Ok(match (reach, due, window_reached_ms) {
+        (Reach::New, Some(due), Some(reached)) => {
+            Some(TimeWindow::new(UtcMillis(reached.max(due.from.0)), due.to))
+                .filter(|window| window.from < window.to)
+        }
+        (_, due, _) => due,
+    })
 }
 
 /// What a windowed read's end is aligned to: PhoneLink reads closed intervals; TimeLink
@@ -292,6 +311,51 @@ mod tests {
             .map(|w| w.to),
             Some(UtcMillis(at("2024-03-04T10:00:00Z")))
         );
+    }
+
+    #[test]
+    fn timelink_polls_read_to_the_second_and_reconcile_only_when_asked() {
+        let mut connector = berlin();
+        connector.timelink_poll_secs = 30;
+        let reached = Some(at("2024-03-04T10:00:00Z"));
+        let now = at("2024-03-04T10:12:34.500Z");
+        // PhoneLink: closed intervals only (10:12:34 minus 5 minutes is in 10:00..10:15).
+        assert_eq!(
+            window_to_read(
+                &connector,
+                StreamKind::PHONELINK_INTERVALS,
+                reached,
+                Reach::New,
+                now
+            )
+            .unwrap(),
+            None
+        );
+        // TimeLink polled every 30 s: up to the last full second `delay_secs` ago.
+        let new = window_to_read(&connector, StreamKind::TIMELINK, reached, Reach::New, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (new.from, new.to),
+            (
+                UtcMillis(at("2024-03-04T10:00:00Z")),
+                UtcMillis(at("2024-03-04T10:07:34Z"))
+            )
+        );
+        let reconcile = window_to_read(
+            &connector,
+            StreamKind::TIMELINK,
+            reached,
+            Reach::Reconcile,
+            now,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(reconcile.from, UtcMillis(at("2024-03-03T10:00:00Z")));
+        assert_eq!(reconcile.to, new.to);
+        // Polling no faster than the interval: TimeLink reads closed intervals like PhoneLink.
+        connector.timelink_poll_secs = 900;
+        assert_eq!(read_step_ms(&connector, StreamKind::TIMELINK), 900_000);
     }
 
     #[test]
