@@ -486,7 +486,7 @@ pub fn set_paused(config: &Config, name: &str, paused: bool) -> anyhow::Result<(
     if paused {
         println!("{name}: paused; the service reads nothing from it until `acdlink resume {name}`");
     } else {
-        println!("{name}: resumed; the next cycle imports everything it missed");
+        println!("{name}: resumed; its next read imports everything it missed");
     }
     Ok(())
 }

@@ -322,7 +322,7 @@ async fn reader(
             // TimeLink polls re-read the reconciliation window once per interval.
             let interval_ms = i64::from(connector.interval_minutes) * 60_000;
             let interval = now_ms().div_euclid(interval_ms);
-            let reach = if shared.once || last_reconciled_interval != Some(interval) {
+            let reach = if last_reconciled_interval != Some(interval) {
                 Reach::Reconcile
             } else {
                 Reach::New
@@ -368,11 +368,18 @@ async fn reader(
             })
             .await;
             store = returned;
-            enqueued.send_modify(|generation| *generation += 1);
+            if outcome
+                .as_ref()
+                .is_ok_and(|outcome| outcome.report.n_enqueued > 0)
+            {
+                enqueued.send_modify(|generation| *generation += 1);
+            }
             match outcome {
                 Ok(outcome) => {
                     n_failures = 0;
-                    if reach == Reach::Reconcile {
+                    // A read cut short by a full outbox has not re-read the whole
+                    // reconciliation window: the next one starts it again.
+                    if reach == Reach::Reconcile && !outcome.outbox_full && !outcome.stopped {
                         last_reconciled_interval = Some(interval);
                     }
                     if let Ok(total) = &mut summary.result {
@@ -382,8 +389,8 @@ async fn reader(
                         return Ok(summary);
                     }
                     if outcome.outbox_full {
-                        summary.n_waits_for_room += 1;
                         if wait_for_room(&mut upload, &mut stop).await {
+                            summary.n_waits_for_room += 1;
                             continue;
                         }
                         summary.outbox_full = true;
@@ -438,11 +445,11 @@ async fn wait_for_room(
     }
 }
 
-/// How long a stream waits before its next read: TimeLink its poll period (when shorter
-/// than the interval), everything else until the next interval boundary plus the delay.
+/// How long a stream waits before its next read: TimeLink its poll period (when that is
+/// not the interval), everything else until the next interval boundary plus the delay.
 fn until_next_read(connector: &ConnectorConfig, stream: StreamKind) -> Duration {
     let interval_ms = i64::from(connector.interval_minutes) * 60_000;
-    if stream == StreamKind::TIMELINK && connector.timelink_poll_secs * 1000 < interval_ms as u64 {
+    if stream == StreamKind::TIMELINK && connector.timelink_poll_secs * 1000 != interval_ms as u64 {
         return Duration::from_secs(connector.timelink_poll_secs.max(1));
     }
     let now = now_ms();
@@ -484,6 +491,15 @@ async fn uploader(
         .await;
         store = returned;
         let report = drained?;
+        if !shared.once && report.n_delivered_batches > 0 {
+            tracing::info!(
+                n_records = report.n_delivered_records,
+                n_batches = report.n_delivered_batches,
+                n_retried = report.n_retried,
+                n_quarantined = report.n_quarantined,
+                "uploaded"
+            );
+        }
         total.add(&report);
         let (returned, depth) = blocking(store, |store| store.outbox_depth(None)).await;
         store = returned;
@@ -520,11 +536,14 @@ async fn uploader(
             Some(next_ms) => (next_ms - now_ms()).clamp(100, 60_000),
             None => 60_000,
         };
-        let wait = if report.stopped.is_some() {
-            Duration::from_secs(60)
-        } else {
-            Duration::from_millis(wait_ms as u64)
-        };
+        if report.stopped.is_some() {
+            // The WFM refused the key: try again in a minute, not after every read.
+            if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
+                return finish(total);
+            }
+            continue;
+        }
+        let wait = Duration::from_millis(wait_ms as u64);
         tokio::select! {
             _ = enqueued.changed() => {}
             _ = tokio::time::sleep(wait) => {}

@@ -1,7 +1,7 @@
-//! One cycle of the service, synchronously: for every enabled, unpaused connector, read
-//! each of its streams up to now (history on first start, catch-up after downtime or a
-//! pause, the reconciliation window every time) into the outbox; then drain the outbox into
-//! the sink. `acdlink run --once` is one cycle; `acdlink run` repeats it on the schedule.
+//! One read of one connector stream, synchronously: which streams a connector reads, which
+//! window is due (history on first start, catch-up after downtime or a pause, the
+//! reconciliation window), whole local days oldest first, and backpressure. The scheduler
+//! (`scheduler.rs`) runs these reads on blocking threads, each stream on its own schedule.
 
 use crate::{
     config::{Config, ConnectorConfig, UploadConfig},

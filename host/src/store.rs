@@ -96,7 +96,9 @@ const MIGRATIONS: &[&str] = &[
         pairs BLOB NOT NULL,
         PRIMARY KEY (connector, stream, day)
     );
-    -- The last failure of each stream's reads, until a read succeeds again.
+    ",
+    // 3: the last failure of each stream's reads, until a read succeeds again.
+    "
     CREATE TABLE stream_error (
         connector TEXT NOT NULL,
         stream TEXT NOT NULL,
@@ -1139,7 +1141,7 @@ mod tests {
         drop(connection);
         let message = Store::open(dir.path()).err().expect("refused").to_string();
         assert!(
-            message.contains("schema version is 99, this acdlink knows up to 2"),
+            message.contains("schema version is 99, this acdlink knows up to 3"),
             "{message}"
         );
     }
