@@ -583,29 +583,32 @@ impl Cells {
             Some(column) => self.duration(row, column)?,
             None => Some(0.0),
         };
-        if let Some(column) = self.missing_value(&[
+        let mut cells = vec![
             (columns.offered, offered.is_none()),
             (columns.handled, handled.is_none()),
-            (columns.abandoned.unwrap_or(0), abandoned.is_none()),
-            (
-                columns.handle_time_column.unwrap_or(0),
-                handle_time.is_none(),
-            ),
-        ])? {
+        ];
+        if let Some(column) = columns.abandoned {
+            cells.push((column, abandoned.is_none()));
+        }
+        if let Some(column) = columns.handle_time_column {
+            cells.push((column, handle_time.is_none()));
+        }
+        if let Some(column) = self.missing_value(&cells)? {
             return Err(RowError::cell(
                 column,
                 b"",
                 "a value: with missing_values = \"no-data\" a row has all its values or none",
             ));
         }
-        let (offered, handled, abandoned) = match (offered, handled, abandoned) {
-            (None, None, None) if handle_time.is_none() => return Ok(Output::Nothing),
-            (offered, handled, abandoned) => (
-                offered.unwrap_or(0),
-                handled.unwrap_or(0),
-                abandoned.unwrap_or(0),
-            ),
-        };
+        if self.missing_values == MissingValues::NoData && cells.iter().all(|(_, missing)| *missing)
+        {
+            return Ok(Output::Nothing);
+        }
+        let (offered, handled, abandoned) = (
+            offered.unwrap_or(0),
+            handled.unwrap_or(0),
+            abandoned.unwrap_or(0),
+        );
         let (queue_id, queue_name, channel) = self.queue(&columns.queue, row)?;
         let time_column = match columns.time {
             TimeColumns::Timestamp(column) | TimeColumns::DateAndTime(_, column) => column,

@@ -734,6 +734,9 @@ impl CsvConnector {
         let convert_rows = self.on_bad_row == OnBadRow::RejectFile || stream.is_aggregated();
         if !convert_rows {
             let (checksum, n_bytes) = reader::checksum(path).map_err(cannot_read)?;
+            // Where the rows begin (after the header): the first page starts there.
+            let file = File::open(path).map_err(cannot_read)?;
+            let (_, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
             return Ok((n_bytes == candidate.size).then_some(Scan {
                 checksum,
                 n_bytes,
@@ -741,7 +744,7 @@ impl CsvConnector {
                 bad_rows: Vec::new(),
                 n_bad_rows: 0,
                 rejects: Vec::new(),
-                start: None,
+                start: Some(start),
                 intervals: Vec::new(),
             }));
         }

@@ -40,6 +40,10 @@ fn builder(format: &Format) -> csv::ReaderBuilder {
         .delimiter(format.separator)
         .quoting(format.quote.is_some())
         .quote(format.quote.unwrap_or(b'"'))
+        // Only `\n` ends a line (a `\r` before it is trimmed with the cell): with the
+        // default CRLF terminator the csv crate reports positions of CRLF files on the
+        // `\n` of the previous line, one line too early.
+        .terminator(csv::Terminator::Any(b'\n'))
         .buffer_capacity(256 * 1024);
     builder
 }
@@ -134,10 +138,14 @@ impl<R: Read> Rows<R> {
         self.line_base + self.csv.position().line()
     }
 
-    /// Whether the current row is one the format says to skip: empty (every cell blank)
-    /// or containing one of the configured strings.
+    /// Whether the current row is to be skipped: a blank line, or what the format says to
+    /// skip: empty (every cell blank) or containing one of the configured strings.
     pub fn is_skipped(&self, format: &Format) -> bool {
-        if format.skip_empty_rows && self.row.iter().all(|cell| cell.trim_ascii().is_empty()) {
+        // A blank line (with CRLF, a lone `\r`) is never a row, whatever the settings.
+        let is_blank_line = self.row.len() == 1 && self.row[0].trim_ascii().is_empty();
+        if is_blank_line
+            || (format.skip_empty_rows && self.row.iter().all(|cell| cell.trim_ascii().is_empty()))
+        {
             return true;
         }
         !format.skip_rows_containing.is_empty()
