@@ -98,6 +98,39 @@ pub fn parse_decimal(bytes: &[u8], decimal_comma: bool) -> Option<f64> {
     if bytes.is_empty() || bytes.len() > 40 {
         return None;
     }
+    let point = if decimal_comma { b',' } else { b'.' };
+    // The common case without the float parser: up to 15 digits, at most one decimal
+    // mark. Both the digits as an integer and the power of ten are exact in an f64, and
+    // one IEEE division rounds correctly, so this equals what the parser would give.
+    if bytes.len() <= 16 {
+        let mut mantissa = 0u64;
+        let mut n_fraction_digits = None;
+        let mut n_digits = 0;
+        let mut is_simple = true;
+        for &byte in bytes {
+            match byte {
+                b'0'..=b'9' => {
+                    mantissa = mantissa * 10 + u64::from(byte - b'0');
+                    n_digits += 1;
+                    if let Some(n) = n_fraction_digits.as_mut() {
+                        *n += 1;
+                    }
+                }
+                _ if byte == point && n_fraction_digits.is_none() => n_fraction_digits = Some(0),
+                _ => {
+                    is_simple = false;
+                    break;
+                }
+            }
+        }
+        if is_simple && n_digits > 0 && n_digits <= 15 {
+            const POWERS: [f64; 16] = [
+                1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+                1e15,
+            ];
+            return Some(mantissa as f64 / POWERS[n_fraction_digits.unwrap_or(0)]);
+        }
+    }
     let mut buffer = [0u8; 40];
     let buffer = &mut buffer[..bytes.len()];
     for (slot, &byte) in buffer.iter_mut().zip(bytes) {
@@ -437,6 +470,21 @@ mod tests {
         assert_eq!(parse_decimal(b"12,5", true), Some(12.5));
         assert_eq!(parse_decimal(b"12.5", true), None);
         assert_eq!(parse_decimal(b"12.5", false), Some(12.5));
+        assert_eq!(parse_decimal(b"12,", true), Some(12.0));
+        assert_eq!(parse_decimal(b",", true), None);
+        assert_eq!(parse_decimal(b"1,2,3", true), None);
+        assert_eq!(parse_decimal(b"0.1", false), Some(0.1));
+        assert_eq!(
+            parse_decimal(b"123456789012345678", false),
+            Some(123456789012345678.0)
+        );
+        for text in ["0.3", "2.675", "1.0000000000001", "99999.99999"] {
+            assert_eq!(
+                parse_decimal(text.as_bytes(), false),
+                text.parse().ok(),
+                "{text}"
+            );
+        }
         assert_eq!(parse_clock_duration(b"1:02:03"), Some(3723.0));
         assert_eq!(parse_clock_duration(b"02:03"), Some(123.0));
         assert_eq!(parse_clock_duration(b"1:60:00"), None);

@@ -357,6 +357,13 @@ struct Cells {
     date_format: Option<DateFormat>,
     time_format: Option<DateFormat>,
     clock: Clock,
+    /// Whether queue identifiers and names are copied into the records. The checking pass
+    /// of intervals and contact events only needs to know they are valid.
+    keep_queue_text: bool,
+    /// The raw cells of the last point in time read, and what they gave: interval files
+    /// repeat one timestamp for every queue.
+    last_time: (Vec<u8>, Vec<u8>),
+    last_instant: Option<(UtcMillis, Parts)>,
 }
 
 impl RowReader {
@@ -373,8 +380,22 @@ impl RowReader {
                 date_format: format.date_format.clone(),
                 time_format: format.time_format.clone(),
                 clock: Clock::new(zone),
+                keep_queue_text: true,
+                last_time: (Vec::new(), Vec::new()),
+                last_instant: None,
             },
         }
+    }
+
+    /// The same reader for a checking pass whose records are dropped: where the layout
+    /// allows it, queue texts are validated but not copied.
+    pub fn checking(mut self) -> RowReader {
+        self.cells.keep_queue_text = match &self.layout {
+            Layout::Intervals(_) => false,
+            Layout::Contacts(columns) => columns.contacts_as != ContactsAs::Events,
+            Layout::Statuses(_) => true,
+        };
+        self
     }
 
     /// Converts one row. `chains` holds the open spans of `span = "start-only"`.
@@ -429,10 +450,25 @@ impl Cells {
         columns: &QueueColumns,
         row: &ByteRecord,
     ) -> Result<(RString, RString, Channel), RowError> {
-        let queue_id = self.identifier(row, columns.queue)?;
-        let queue_name = match columns.queue_name {
-            Some(column) => RString::from(self.text(row, column)?.as_ref()),
-            None => queue_id.clone(),
+        let (queue_id, queue_name) = if self.keep_queue_text {
+            let queue_id = self.identifier(row, columns.queue)?;
+            let queue_name = match columns.queue_name {
+                Some(column) => RString::from(self.text(row, column)?.as_ref()),
+                None => queue_id.clone(),
+            };
+            (queue_id, queue_name)
+        } else {
+            if self.text(row, columns.queue)?.is_empty() {
+                return Err(RowError::cell(
+                    columns.queue,
+                    b"",
+                    "an identifier, found an empty cell",
+                ));
+            }
+            if let Some(column) = columns.queue_name {
+                self.text(row, column)?;
+            }
+            (RString::new(), RString::new())
         };
         let channel = match columns.channel_column {
             Some(column) => {
@@ -491,6 +527,29 @@ impl Cells {
 
     /// The UTC instant and local parts of a point in time.
     fn instant(
+        &mut self,
+        row: &ByteRecord,
+        time: &TimeColumns<usize>,
+    ) -> Result<(UtcMillis, Parts), RowError> {
+        let (first, second): (&[u8], &[u8]) = match *time {
+            TimeColumns::Timestamp(column) => (&row[column], b""),
+            TimeColumns::DateAndTime(date, time) => (&row[date], &row[time]),
+        };
+        if let Some(cached) = self.last_instant {
+            if self.last_time.0 == first && self.last_time.1 == second {
+                return Ok(cached);
+            }
+        }
+        let instant = self.read_instant(row, time)?;
+        self.last_time.0.clear();
+        self.last_time.0.extend_from_slice(first);
+        self.last_time.1.clear();
+        self.last_time.1.extend_from_slice(second);
+        self.last_instant = Some(instant);
+        Ok(instant)
+    }
+
+    fn read_instant(
         &mut self,
         row: &ByteRecord,
         time: &TimeColumns<usize>,
@@ -583,16 +642,18 @@ impl Cells {
             Some(column) => self.duration(row, column)?,
             None => Some(0.0),
         };
-        let mut cells = vec![
-            (columns.offered, offered.is_none()),
-            (columns.handled, handled.is_none()),
+        // Configured value columns and whether each is empty; unconfigured ones are
+        // `None` and do not count.
+        let cells = [
+            Some((columns.offered, offered.is_none())),
+            Some((columns.handled, handled.is_none())),
+            columns
+                .abandoned
+                .map(|column| (column, abandoned.is_none())),
+            columns
+                .handle_time_column
+                .map(|column| (column, handle_time.is_none())),
         ];
-        if let Some(column) = columns.abandoned {
-            cells.push((column, abandoned.is_none()));
-        }
-        if let Some(column) = columns.handle_time_column {
-            cells.push((column, handle_time.is_none()));
-        }
         if let Some(column) = self.missing_value(&cells)? {
             return Err(RowError::cell(
                 column,
@@ -600,7 +661,8 @@ impl Cells {
                 "a value: with missing_values = \"no-data\" a row has all its values or none",
             ));
         }
-        if self.missing_values == MissingValues::NoData && cells.iter().all(|(_, missing)| *missing)
+        if self.missing_values == MissingValues::NoData
+            && cells.iter().flatten().all(|(_, missing)| *missing)
         {
             return Ok(Output::Nothing);
         }
@@ -646,16 +708,22 @@ impl Cells {
 
     /// With `missing_values = "no-data"`: a row with some values missing and some present
     /// is bad; gives the first missing column then. With `zero` nothing is missing.
-    fn missing_value(&self, cells: &[(usize, bool)]) -> Result<Option<usize>, RowError> {
+    fn missing_value(&self, cells: &[Option<(usize, bool)>]) -> Result<Option<usize>, RowError> {
         if self.missing_values == MissingValues::Zero {
             return Ok(None);
         }
-        let n_missing = cells.iter().filter(|(_, missing)| *missing).count();
-        if n_missing == 0 || n_missing == cells.len() {
+        let n_cells = cells.iter().flatten().count();
+        let n_missing = cells
+            .iter()
+            .flatten()
+            .filter(|(_, missing)| *missing)
+            .count();
+        if n_missing == 0 || n_missing == n_cells {
             return Ok(None);
         }
         Ok(cells
             .iter()
+            .flatten()
             .find(|(_, missing)| *missing)
             .map(|(column, _)| *column))
     }

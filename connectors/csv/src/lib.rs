@@ -772,7 +772,7 @@ impl CsvConnector {
             }
             Ok((layout, width)) => {
                 let mut row_reader =
-                    RowReader::new(layout, width, &stream.format, self.timezone.clone());
+                    RowReader::new(layout, width, &stream.format, self.timezone.clone()).checking();
                 let mut chains = open_spans.clone();
                 let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
                 let header = start.header.as_deref();
@@ -931,9 +931,22 @@ impl CsvConnector {
         let format = &self.stream(stream_kind).format.clone();
         let on_bad_row = self.on_bad_row;
         let live = self.live.as_mut().expect("set above");
-        let mut intervals = Vec::new();
-        let mut contacts = Vec::new();
-        let mut statuses = Vec::new();
+        let capacity = max_records.min(8192);
+        let mut intervals = Vec::with_capacity(if stream_kind == StreamKind::PHONELINK_INTERVALS {
+            capacity
+        } else {
+            0
+        });
+        let mut contacts = Vec::with_capacity(if stream_kind == StreamKind::PHONELINK_CONTACTS {
+            capacity
+        } else {
+            0
+        });
+        let mut statuses = Vec::with_capacity(if stream_kind == StreamKind::TIMELINK {
+            capacity
+        } else {
+            0
+        });
         let mut rejects = Vec::new();
         let mut n_records = 0;
         let mut at_end = false;
