@@ -72,9 +72,9 @@ fn generate(path: &Path, n_bytes: u64) -> u64 {
                 let abandoned = offered - handled;
                 line.clear();
                 use std::fmt::Write as _;
-                write!(
+                writeln!(
                     line,
-                    "Q{queue:03};Queue {queue} Störung;{:02}.{:02}.{};{:02}:{:02};{offered};{handled};{abandoned};{},5\n",
+                    "Q{queue:03};Queue {queue} Störung;{:02}.{:02}.{};{:02}:{:02};{offered};{handled};{abandoned};{},5",
                     date.day(),
                     date.month(),
                     date.year(),

@@ -581,7 +581,7 @@ impl Cells {
                 })?;
                 let instant = self
                     .clock
-                    .to_utc(parts)
+                    .utc_of(parts)
                     .map_err(|message| RowError::cell(column, bytes, message))?;
                 Ok((instant, parts))
             }
@@ -620,7 +620,7 @@ impl Cells {
                 };
                 let instant = self
                     .clock
-                    .to_utc(parts)
+                    .utc_of(parts)
                     .map_err(|message| RowError::cell(date_column, date_bytes, message))?;
                 Ok((instant, parts))
             }
@@ -916,7 +916,7 @@ impl Clock {
         Clock { zone, last: None }
     }
 
-    fn to_utc(&mut self, parts: Parts) -> Result<UtcMillis, String> {
+    fn utc_of(&mut self, parts: Parts) -> Result<UtcMillis, String> {
         if let Some((last_parts, instant)) = self.last {
             if last_parts == parts {
                 return Ok(instant);

@@ -776,7 +776,7 @@ impl CsvConnector {
                 let mut chains = open_spans.clone();
                 let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
                 let header = start.header.as_deref();
-                while rows.next().map_err(cannot_read)? {
+                while rows.advance().map_err(cannot_read)? {
                     if rows.is_skipped(&stream.format) {
                         continue;
                     }
@@ -952,7 +952,7 @@ impl CsvConnector {
         let mut at_end = false;
         let file_name = progress.file.name.clone();
         while n_records < max_records && rejects.len() < max_records {
-            let more = live.rows.next().map_err(|error| {
+            let more = live.rows.advance().map_err(|error| {
                 files::io_error(format!("cannot read {}", path.display()), error)
             })?;
             if !more {

@@ -74,7 +74,7 @@ pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<BufReader<R
         line_base,
         row: ByteRecord::new(),
     };
-    let header = if format.header && rows.next()? {
+    let header = if format.header && rows.advance()? {
         Some(
             rows.row
                 .iter()
@@ -114,7 +114,7 @@ pub fn resume(
 
 impl<R: Read> Rows<R> {
     /// Reads the next row; `false` at the end of the file.
-    pub fn next(&mut self) -> io::Result<bool> {
+    pub fn advance(&mut self) -> io::Result<bool> {
         self.csv
             .read_byte_record(&mut self.row)
             .map_err(|error| match error.into_kind() {
