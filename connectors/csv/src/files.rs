@@ -6,8 +6,7 @@ use acdlink_connector_api::{ConnectorError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
-    fs,
-    io::{self, Write},
+    fs, io,
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -203,58 +202,68 @@ impl Folders {
     /// still in the import folder: writes its report, then keeps, archives or deletes an
     /// imported (or duplicate) file, and moves a failed one to the error folder untouched.
     pub fn dispose(&self, state: &State) -> Result<(), ConnectorError> {
+        // The host commits after every page: list the folder once instead of looking up
+        // every file the state remembers.
+        let present: std::collections::HashSet<String> = match fs::read_dir(&self.import_dir) {
+            Ok(entries) => entries
+                .filter_map(|entry| entry.ok())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect(),
+            Err(error) => {
+                return Err(io_error(
+                    format!("cannot list {}", self.import_dir.display()),
+                    error,
+                ))
+            }
+        };
         for file in &state.files {
-            let path = self.import_dir.join(&file.name);
-            if !is_unchanged(&path, file) {
-                // Gone already (an earlier commit), or replaced by another file of the
-                // same name that the next read will look at.
+            if !present.contains(&file.name) {
                 continue;
             }
+            let path = self.import_dir.join(&file.name);
+            if !is_unchanged(&path, file) {
+                // Another file of the same name, which the next read will look at.
+                continue;
+            }
+            let destination = match (file.outcome, self.after_import) {
+                (Outcome::Failed, _) => Some(free_name(&self.error_dir, file)),
+                (_, AfterImport::Move) => Some(free_name(&self.archive_dir, file)),
+                (_, AfterImport::Keep | AfterImport::Delete) => None,
+            };
             if let Some(report) = &file.report {
                 let suffix = match file.outcome {
                     Outcome::Failed => "error.txt",
                     Outcome::Imported | Outcome::Duplicate => "rejects.txt",
                 };
-                write_report(&self.error_dir, &file.name, suffix, report)?;
+                let name = destination
+                    .as_ref()
+                    .and_then(|path| path.file_name())
+                    .map_or_else(
+                        || file.name.clone(),
+                        |name| name.to_string_lossy().into_owned(),
+                    );
+                write_report(&self.error_dir, &report_name(&name, suffix), report)?;
             }
-            match (file.outcome, self.after_import) {
-                (Outcome::Failed, _) => move_file(&path, &self.error_dir, file)?,
-                (_, AfterImport::Keep) => {}
-                (_, AfterImport::Move) => move_file(&path, &self.archive_dir, file)?,
-                (_, AfterImport::Delete) => fs::remove_file(&path).map_err(|error| {
-                    io_error(format!("cannot delete {}", path.display()), error)
-                })?,
+            match destination {
+                Some(to) => move_file(&path, &to)?,
+                None if self.after_import == AfterImport::Delete => fs::remove_file(&path)
+                    .map_err(|error| {
+                        io_error(format!("cannot delete {}", path.display()), error)
+                    })?,
+                None => {}
             }
         }
         Ok(())
     }
 }
 
-/// Writes `<name>.<suffix>` into `dir`, unless a report of that name exists already (a
-/// commit repeated after a crash writes the same report).
-fn write_report(dir: &Path, name: &str, suffix: &str, report: &str) -> Result<(), ConnectorError> {
-    fs::create_dir_all(dir)
-        .map_err(|error| io_error(format!("cannot create {}", dir.display()), error))?;
-    let path = dir.join(format!("{name}.{suffix}"));
-    let mut file = match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(error) => return Err(io_error(format!("cannot write {}", path.display()), error)),
-    };
-    file.write_all(report.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|error| io_error(format!("cannot write {}", path.display()), error))
+/// The report beside file `name`: `<name>.error.txt` or `<name>.rejects.txt`.
+pub fn report_name(name: &str, suffix: &str) -> String {
+    format!("{name}.{suffix}")
 }
 
-/// Moves a file into `dir` byte for byte, under its own name or, if that is taken, with
-/// the start of its checksum added.
-fn move_file(from: &Path, dir: &Path, file: &FileEntry) -> Result<(), ConnectorError> {
-    fs::create_dir_all(dir)
-        .map_err(|error| io_error(format!("cannot create {}", dir.display()), error))?;
+/// `dir/<name>`, or if that is taken `dir/<name>.<start of checksum>[.n]`.
+fn free_name(dir: &Path, file: &FileEntry) -> PathBuf {
     let mut to = dir.join(&file.name);
     let mut n_tries = 0;
     while to.exists() {
@@ -270,11 +279,31 @@ fn move_file(from: &Path, dir: &Path, file: &FileEntry) -> Result<(), ConnectorE
             }
         ));
     }
-    match fs::rename(from, &to) {
+    to
+}
+
+/// Writes report `name` into `dir` (again, if a commit is repeated after a crash: the
+/// same text).
+fn write_report(dir: &Path, name: &str, report: &str) -> Result<(), ConnectorError> {
+    fs::create_dir_all(dir)
+        .map_err(|error| io_error(format!("cannot create {}", dir.display()), error))?;
+    let path = dir.join(name);
+    fs::write(&path, report)
+        .and_then(|()| fs::File::open(&path)?.sync_all())
+        .map_err(|error| io_error(format!("cannot write {}", path.display()), error))
+}
+
+/// Moves a file byte for byte to `to`.
+fn move_file(from: &Path, to: &Path) -> Result<(), ConnectorError> {
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir)
+            .map_err(|error| io_error(format!("cannot create {}", dir.display()), error))?;
+    }
+    match fs::rename(from, to) {
         Ok(()) => Ok(()),
         // Another file system: copy, make it durable, then remove the original.
-        Err(_) => fs::copy(from, &to)
-            .and_then(|_| fs::File::open(&to)?.sync_all())
+        Err(_) => fs::copy(from, to)
+            .and_then(|_| fs::File::open(to)?.sync_all())
             .and_then(|()| fs::remove_file(from))
             .map_err(|error| {
                 io_error(

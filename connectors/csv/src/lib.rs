@@ -330,8 +330,18 @@ impl Connector for CsvConnector {
 /// or its report is in the error folder), so the state does not grow with them.
 fn prune_reports(state: &mut State, folders: &Folders) {
     for file in &mut state.files {
-        if file.report.is_some() && !files::is_unchanged(&folders.import_dir.join(&file.name), file)
-        {
+        if file.report.is_none() {
+            continue;
+        }
+        let suffix = match file.outcome {
+            Outcome::Failed => "error.txt",
+            Outcome::Imported | Outcome::Duplicate => "rejects.txt",
+        };
+        let is_written = folders
+            .error_dir
+            .join(files::report_name(&file.name, suffix))
+            .exists();
+        if is_written || !files::is_unchanged(&folders.import_dir.join(&file.name), file) {
             file.report = None;
         }
     }

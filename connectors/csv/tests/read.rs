@@ -721,3 +721,57 @@ fn settings_errors_name_the_key_and_what_was_expected() {
         assert_eq!(error.message.as_str(), expected);
     }
 }
+
+#[test]
+fn a_bad_file_dropped_twice_under_one_name_keeps_both_copies_and_reports() {
+    let folder = Folder::new();
+    folder.drop_fixture("intervals_bad_value.csv", "bad.csv");
+    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
+    let first = read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
+    folder.drop_fixture("intervals_bad_value.csv", "bad.csv");
+    let second = read_all(&mut connector, INTERVALS, first.state, 1000, true).unwrap();
+    assert!(second.records.is_empty());
+    let names = folder.names("error");
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(
+        names.contains(&"bad.csv".to_string()) && names.contains(&"bad.csv.error.txt".to_string())
+    );
+    // The second copy under `bad.csv.<start of its checksum>`, with its own report.
+    let copy = names
+        .iter()
+        .find(|name| name.starts_with("bad.csv.") && !name.ends_with(".txt"))
+        .expect("the second copy");
+    assert!(names.contains(&format!("{copy}.error.txt")), "{names:?}");
+}
+
+#[test]
+fn a_crash_in_the_middle_of_a_start_only_file_carries_the_open_spans() {
+    let folder = Folder::new();
+    folder.drop_fixture("statuses_start_only_1.csv", "1.csv");
+    folder.drop_fixture("statuses_start_only_2.csv", "2.csv");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(folder.path("1.csv"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut reference = open(&start_only_settings(&folder), "UTC").unwrap();
+    let whole = read_all(&mut reference, StreamKind::TIMELINK, None, 1000, false).unwrap();
+    assert_eq!(whole.records.len(), 5);
+    // Page by page, each page read by a new instance from the last stored state.
+    let mut state = None;
+    let mut records = Vec::new();
+    for _ in 0..20 {
+        let mut instance = open(&start_only_settings(&folder), "UTC").unwrap();
+        let request =
+            acdlink_connector_api::ReadRequest::incremental(StreamKind::TIMELINK, state.clone(), 1);
+        let batch = instance.read(&request).unwrap();
+        records.extend(batch.records.to_json_values());
+        state = batch.state.into_option().map(|state| state.into_vec());
+        if batch.next_cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(records, whole.records);
+}
