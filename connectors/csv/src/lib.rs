@@ -318,10 +318,9 @@ impl Connector for CsvConnector {
         };
         match stream {
             Some(stream) => stream.folders.dispose(&state),
-            None => Err(ConnectorError::internal(format!(
-                "commit of a state for stream `{}`, which is not configured",
-                state.stream
-            ))),
+            // A state stored before the stream was removed from the settings: the host
+            // commits it again, and there is nothing left to do for it.
+            None => Ok(()),
         }
     }
 }
@@ -743,7 +742,11 @@ impl CsvConnector {
         let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
         let convert_rows = self.on_bad_row == OnBadRow::RejectFile || stream.is_aggregated();
         if !convert_rows {
-            let (checksum, n_bytes) = reader::checksum(path).map_err(cannot_read)?;
+            let (checksum, n_bytes) = match reader::checksum(path) {
+                Ok(checksum) => checksum,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(cannot_read(error)),
+            };
             // Where the rows begin (after the header): the first page starts there.
             let file = File::open(path).map_err(cannot_read)?;
             let (_, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
@@ -758,7 +761,12 @@ impl CsvConnector {
                 intervals: Vec::new(),
             }));
         }
-        let file = File::open(path).map_err(cannot_read)?;
+        let file = match File::open(path) {
+            Ok(file) => file,
+            // Taken away since the folder was listed: nothing to read.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(cannot_read(error)),
+        };
         let hashing = reader::Hashing::new(file);
         let (mut rows, start) = reader::start(hashing, &stream.format).map_err(cannot_read)?;
         let mut scan = Scan {
