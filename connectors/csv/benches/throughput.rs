@@ -2,8 +2,11 @@
 //! raw limit measured in the same run: the `csv` crate reading the same file into nothing.
 //!
 //! ```text
-//! cargo bench -p acdlink-connector-csv --bench throughput -- [--mb N] [--max-records N]
+//! cargo bench -p acdlink-connector-csv --bench throughput -- [--mb N] [--max-records N] [--rounds N]
 //! ```
+//!
+//! Each measurement is taken `--rounds` times (default 2), interleaved, and the best rate
+//! is printed, so that a neighbour's burst of work on a small machine distorts no ratio.
 //!
 //! The file is generated into a temporary directory, first at a quarter of `--mb` and then
 //! at `--mb` (default 1024), so that the two peak RSS figures show whether memory grows
@@ -30,18 +33,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Options {
     mb: u64,
     max_records: u32,
+    rounds: u32,
 }
 
 fn parse_options() -> Options {
     let mut options = Options {
         mb: 1024,
         max_records: 4096,
+        rounds: 2,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
             "--mb" => options.mb = value().parse().expect("--mb: a number of megabytes"),
+            "--rounds" => options.rounds = value().parse().expect("--rounds: a number"),
             "--max-records" => {
                 options.max_records = value().parse().expect("--max-records: a number")
             }
@@ -190,22 +196,32 @@ fn main() {
             n_bytes as f64 / 1_048_576.0,
             options.max_records
         );
-        let started = Instant::now();
-        let n_raw = raw_rows(&path);
-        let raw_rate = rate(n_raw, started.elapsed().as_secs_f64());
-        assert_eq!(n_raw, n_rows);
-        println!("  raw csv crate (ByteRecord into nothing): {raw_rate:>12.0} rows/s");
-        for on_bad_row in ["reject-file", "skip-row"] {
+        let policies = ["reject-file", "skip-row"];
+        let mut best_raw = 0f64;
+        // Per policy: the best rate, and the share of its time before the first page.
+        let mut best = [(0f64, 0f64); 2];
+        for _ in 0..options.rounds.max(1) {
             let started = Instant::now();
-            let (n_records, first_page_secs) =
-                connector_rows(dir.path(), on_bad_row, options.max_records);
-            let seconds = started.elapsed().as_secs_f64();
-            let connector_rate = rate(n_records, seconds);
-            assert_eq!(n_records, n_rows, "every row became a record");
+            let n_raw = raw_rows(&path);
+            best_raw = best_raw.max(rate(n_raw, started.elapsed().as_secs_f64()));
+            assert_eq!(n_raw, n_rows);
+            for (policy, best) in policies.iter().zip(best.iter_mut()) {
+                let started = Instant::now();
+                let (n_records, first_page_secs) =
+                    connector_rows(dir.path(), policy, options.max_records);
+                let seconds = started.elapsed().as_secs_f64();
+                assert_eq!(n_records, n_rows, "every row became a record");
+                if rate(n_records, seconds) > best.0 {
+                    *best = (rate(n_records, seconds), first_page_secs / seconds);
+                }
+            }
+        }
+        println!("  raw csv crate (ByteRecord into nothing): {best_raw:>12.0} rows/s");
+        for (policy, (connector_rate, first_page_share)) in policies.iter().zip(best) {
             println!(
-                "  connector, on_bad_row = {on_bad_row:<11}: {connector_rate:>12.0} rows/s = {:.1} % of raw ({:.0} % of the time before the first page)",
-                connector_rate / raw_rate * 100.0,
-                first_page_secs / seconds * 100.0
+                "  connector, on_bad_row = {policy:<11}: {connector_rate:>12.0} rows/s = {:.1} % of raw ({:.0} % of the time before the first page)",
+                connector_rate / best_raw * 100.0,
+                first_page_share * 100.0
             );
         }
         println!("  peak RSS after the {mb} MB file: {:.1} MB", peak_rss_mb());

@@ -767,8 +767,34 @@ impl CsvConnector {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(cannot_read(error)),
         };
-        let hashing = reader::Hashing::new(file);
-        let (mut rows, start) = reader::start(hashing, &stream.format).map_err(cannot_read)?;
+        // The checksum is computed on a second thread from its own handle while this one
+        // converts the rows: the pass takes as long as the slower of the two, not both.
+        std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| reader::checksum(path));
+            let converted = self.convert_file(stream, candidate, file, open_spans);
+            let (checksum, n_bytes) = hasher
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .map_err(cannot_read)?;
+            let mut scan = converted?;
+            scan.checksum = checksum;
+            scan.n_bytes = n_bytes;
+            Ok((n_bytes == candidate.size).then_some(scan))
+        })
+    }
+
+    /// The converting half of the checking pass: every row converted, bad rows collected,
+    /// contacts summed.
+    fn convert_file(
+        &self,
+        stream: &Stream,
+        candidate: &Candidate,
+        file: File,
+        open_spans: &Chains,
+    ) -> Result<Scan, ConnectorError> {
+        let path = &candidate.path;
+        let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
+        let (mut rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
         let mut scan = Scan {
             checksum: String::new(),
             n_bytes: 0,
@@ -852,15 +878,8 @@ impl CsvConnector {
                     .collect();
             }
         }
-        let (checksum, n_bytes) = rows
-            .into_inner()
-            .into_inner()
-            .finish()
-            .map_err(cannot_read)?;
-        scan.checksum = checksum;
-        scan.n_bytes = n_bytes;
         scan.start = Some(start);
-        Ok((n_bytes == candidate.size).then_some(scan))
+        Ok(scan)
     }
 
     /// One page of a row-per-record layout from `state.current`.

@@ -775,3 +775,97 @@ fn a_crash_in_the_middle_of_a_start_only_file_carries_the_open_spans() {
     }
     assert_eq!(records, whole.records);
 }
+
+#[test]
+fn a_bom_semicolons_decimal_comma_and_windows_1252_umlauts_in_one_file() {
+    let folder = Folder::new();
+    folder.drop_fixture("intervals_bom_semicolon_decimal_comma_1252.csv", "all.csv");
+    let settings = json!({
+        "settle_secs": 0,
+        "phonelink": {
+            "import_dir": folder.import_dir, "layout": "intervals",
+            "format": {
+                "separator": ";", "encoding": "windows-1252", "decimal_comma": true,
+                "timestamp_format": "YYYY-MM-DD hh:mm"
+            },
+            "columns": {
+                "queue": "Queue", "timestamp": "Start", "offered": "Offered",
+                "handled": "Handled", "abandoned": "Abandoned", "handle_time": "HandleTime"
+            }
+        }
+    });
+    let mut connector = open(&settings, "Europe/Berlin").unwrap();
+    let result = read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
+    assert_eq!(
+        interval_lines(&result.records),
+        [
+            "Größe|Größe|calls|2024-03-04T07:00:00Z|30|3|3|0|123.5",
+            "Übergabe|Übergabe|calls|2024-03-04T07:00:00Z|30|2|1|1|60.25",
+        ]
+    );
+}
+
+#[test]
+fn each_bad_input_fixture_names_line_column_value_and_expectation() {
+    let events = |folder: &Folder| contact_settings(folder, "events", "YYYY-MM-DD hh:mm:ss", ",");
+    let cases: [(&str, fn(&Folder) -> Value, StreamKind, &str); 6] = [
+        (
+            "intervals_bad_date.csv",
+            basic_settings,
+            INTERVALS,
+            "line 2, column 3 (start): found \"2024-02-30 08:00\", expected a valid date and time, not 2024-02-30 08:00:00",
+        ),
+        (
+            "intervals_misaligned.csv",
+            basic_settings,
+            INTERVALS,
+            "line 3, column 3 (start): found \"2024-03-04 08:10\", expected the start of a 30-minute interval (local time on a multiple of 30 minutes)",
+        ),
+        (
+            "intervals_bad_decimal.csv",
+            basic_settings,
+            INTERVALS,
+            "line 2, column 7 (handle_time): found \"1,800\", expected a number of seconds >= 0",
+        ),
+        (
+            "intervals_empty_queue.csv",
+            basic_settings,
+            INTERVALS,
+            "line 2, column 1 (queue): found \"\", expected an identifier, found an empty cell",
+        ),
+        (
+            "statuses_out_of_order.csv",
+            start_only_settings,
+            StreamKind::TIMELINK,
+            "line 4, column 3 (start): found \"2024-03-04 08:30:00\", expected a start at or after 2024-03-04T09:00:00Z, when the agent's previous status began (rows of one agent in time order)",
+        ),
+        (
+            "contacts_bad_flag.csv",
+            events,
+            StreamKind::PHONELINK_CONTACTS,
+            "line 2, column 3 (answered): found \"maybe\", expected whether the contact was handled: 1/0, true/false, yes/no or y/n",
+        ),
+    ];
+    for (fixture_name, settings, stream, expected) in cases {
+        let folder = Folder::new();
+        folder.drop_fixture(fixture_name, "in.csv");
+        let mut connector = open(&settings(&folder), "UTC").unwrap();
+        let result = read_all(&mut connector, stream, None, 1000, true).unwrap();
+        assert!(
+            result.records.is_empty(),
+            "{fixture_name}: nothing imported"
+        );
+        assert_eq!(folder.names(""), Vec::<String>::new(), "{fixture_name}");
+        assert_eq!(
+            std::fs::read(folder.path("error/in.csv")).unwrap(),
+            std::fs::read(fixture(fixture_name)).unwrap(),
+            "{fixture_name}: moved untouched"
+        );
+        let report = std::fs::read_to_string(folder.path("error/in.csv.error.txt")).unwrap();
+        assert_eq!(
+            report.lines().nth(4),
+            Some(expected),
+            "{fixture_name}:\n{report}"
+        );
+    }
+}
