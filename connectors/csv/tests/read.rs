@@ -805,10 +805,13 @@ fn a_bom_semicolons_decimal_comma_and_windows_1252_umlauts_in_one_file() {
     );
 }
 
+/// Settings for a fixture in a folder.
+type Settings = fn(&Folder) -> Value;
+
 #[test]
 fn each_bad_input_fixture_names_line_column_value_and_expectation() {
     let events = |folder: &Folder| contact_settings(folder, "events", "YYYY-MM-DD hh:mm:ss", ",");
-    let cases: [(&str, fn(&Folder) -> Value, StreamKind, &str); 6] = [
+    let cases: [(&str, Settings, StreamKind, &str); 6] = [
         (
             "intervals_bad_date.csv",
             basic_settings,
