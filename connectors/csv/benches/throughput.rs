@@ -2,7 +2,7 @@
 //! raw limit measured in the same run: the `csv` crate reading the same file into nothing.
 //!
 //! ```text
-//! cargo bench -p acdlink-connector-csv --bench throughput -- [--mb N] [--max-records N] [--rounds N]
+//! cargo bench -p acdlink-connector-csv --bench throughput -- [--mb N] [--max-records N] [--rounds N] [--only reject-file|skip-row]
 //! ```
 //!
 //! Each measurement is taken `--rounds` times (default 2), interleaved, and the best rate
@@ -34,6 +34,8 @@ struct Options {
     mb: u64,
     max_records: u32,
     rounds: u32,
+    /// Only this policy (for profiling), or both.
+    only: Option<String>,
 }
 
 fn parse_options() -> Options {
@@ -41,12 +43,14 @@ fn parse_options() -> Options {
         mb: 1024,
         max_records: 4096,
         rounds: 2,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
         match arg.as_str() {
             "--mb" => options.mb = value().parse().expect("--mb: a number of megabytes"),
+            "--only" => options.only = Some(value()),
             "--rounds" => options.rounds = value().parse().expect("--rounds: a number"),
             "--max-records" => {
                 options.max_records = value().parse().expect("--max-records: a number")
@@ -206,6 +210,9 @@ fn main() {
             best_raw = best_raw.max(rate(n_raw, started.elapsed().as_secs_f64()));
             assert_eq!(n_raw, n_rows);
             for (policy, best) in policies.iter().zip(best.iter_mut()) {
+                if options.only.as_deref().is_some_and(|only| only != *policy) {
+                    continue;
+                }
                 let started = Instant::now();
                 let (n_records, first_page_secs) =
                     connector_rows(dir.path(), policy, options.max_records);
@@ -218,6 +225,9 @@ fn main() {
         }
         println!("  raw csv crate (ByteRecord into nothing): {best_raw:>12.0} rows/s");
         for (policy, (connector_rate, first_page_share)) in policies.iter().zip(best) {
+            if options.only.as_deref().is_some_and(|only| only != *policy) {
+                continue;
+            }
             println!(
                 "  connector, on_bad_row = {policy:<11}: {connector_rate:>12.0} rows/s = {:.1} % of raw ({:.0} % of the time before the first page)",
                 connector_rate / best_raw * 100.0,
