@@ -872,3 +872,55 @@ fn each_bad_input_fixture_names_line_column_value_and_expectation() {
         );
     }
 }
+
+#[test]
+fn summed_contacts_resume_after_a_crash_and_skip_row_reports_once() {
+    let folder = Folder::new();
+    folder.drop_fixture("contacts_new_york_dst.csv", "contacts.csv");
+    let settings = with(
+        contact_settings(&folder, "intervals", "MM/DD/YY hh:mm:ss", ","),
+        &["on_bad_row"],
+        json!("skip-row"),
+    );
+    // One contact row with a bad flag, appended to the fixture.
+    let mut bytes = std::fs::read(fixture("contacts_new_york_dst.csv")).unwrap();
+    bytes.extend_from_slice(b"Q1,03/10/24 03:30:00,perhaps,10,c7\n");
+    std::fs::write(folder.path("contacts.csv"), bytes).unwrap();
+    let mut reference = open(&settings, "America/New_York").unwrap();
+    let whole = read_all(&mut reference, INTERVALS, None, 1000, false).unwrap();
+    assert_eq!(whole.records.len(), 5);
+    assert_eq!(
+        whole.rejects,
+        ["contacts.csv:8:3 (answered): found \"perhaps\", expected whether the contact was handled: 1/0, true/false, yes/no or y/n"]
+    );
+    // Page by page, each page by a new instance from the last stored state: the sums are
+    // rebuilt and the bad row is reported with the first page only.
+    let mut state = None;
+    let mut records = Vec::new();
+    let mut rejects = Vec::new();
+    for _ in 0..20 {
+        let mut instance = open(&settings, "America/New_York").unwrap();
+        let request = acdlink_connector_api::ReadRequest::incremental(INTERVALS, state.clone(), 2);
+        let batch = instance.read(&request).unwrap();
+        records.extend(batch.records.to_json_values());
+        rejects.extend(
+            batch
+                .rejects
+                .iter()
+                .map(|reject| reject.position.to_string()),
+        );
+        state = batch.state.into_option().map(|state| state.into_vec());
+        instance.commit(state.as_deref().unwrap()).unwrap();
+        if batch.next_cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(records, whole.records);
+    assert_eq!(rejects, ["contacts.csv:8:3 (answered)"]);
+    assert_eq!(folder.names("archive"), ["contacts.csv"]);
+    let report = std::fs::read_to_string(folder.path("error/contacts.csv.rejects.txt")).unwrap();
+    assert!(
+        report.contains("line 8, column 3 (answered): found \"perhaps\""),
+        "{report}"
+    );
+}
