@@ -49,16 +49,23 @@ pub enum TimeColumns<C> {
     DateAndTime(C, C),
 }
 
+/// The queue columns of a PhoneLink layout, not yet resolved.
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    pub queue: ColumnRef,
+    pub queue_name: Option<ColumnRef>,
+    pub channel_column: Option<ColumnRef>,
+    /// The channel when there is no channel column.
+    pub channel: Channel,
+}
+
 /// The configured layout of one stream, with columns not yet resolved.
 #[derive(Clone, Debug)]
 pub enum LayoutSpec {
     Intervals {
         interval_minutes: u32,
         handle_time: HandleTime,
-        channel: Channel,
-        queue: ColumnRef,
-        queue_name: Option<ColumnRef>,
-        channel_column: Option<ColumnRef>,
+        queue: QueueSpec,
         time: TimeColumns<ColumnRef>,
         offered: ColumnRef,
         handled: ColumnRef,
@@ -68,10 +75,7 @@ pub enum LayoutSpec {
     Contacts {
         interval_minutes: u32,
         contacts_as: ContactsAs,
-        channel: Channel,
-        queue: ColumnRef,
-        queue_name: Option<ColumnRef>,
-        channel_column: Option<ColumnRef>,
+        queue: QueueSpec,
         time: TimeColumns<ColumnRef>,
         handled: ColumnRef,
         duration: Option<ColumnRef>,
@@ -113,10 +117,7 @@ impl LayoutSpec {
             LayoutSpec::Intervals {
                 interval_minutes,
                 handle_time,
-                channel,
                 queue,
-                queue_name,
-                channel_column,
                 time,
                 offered,
                 handled,
@@ -125,13 +126,7 @@ impl LayoutSpec {
             } => Layout::Intervals(IntervalColumns {
                 interval_minutes: *interval_minutes,
                 handle_time: *handle_time,
-                queue: QueueColumns::resolve(
-                    &mut resolver,
-                    queue,
-                    queue_name,
-                    channel_column,
-                    *channel,
-                )?,
+                queue: QueueColumns::resolve(&mut resolver, queue)?,
                 time: resolver.time(time)?,
                 offered: resolver.one(offered)?,
                 handled: resolver.one(handled)?,
@@ -141,10 +136,7 @@ impl LayoutSpec {
             LayoutSpec::Contacts {
                 interval_minutes,
                 contacts_as,
-                channel,
                 queue,
-                queue_name,
-                channel_column,
                 time,
                 handled,
                 duration,
@@ -152,13 +144,7 @@ impl LayoutSpec {
             } => Layout::Contacts(ContactColumns {
                 interval_minutes: *interval_minutes,
                 contacts_as: *contacts_as,
-                queue: QueueColumns::resolve(
-                    &mut resolver,
-                    queue,
-                    queue_name,
-                    channel_column,
-                    *channel,
-                )?,
+                queue: QueueColumns::resolve(&mut resolver, queue)?,
                 time: resolver.time(time)?,
                 handled: resolver.one(handled)?,
                 duration: resolver.optional(duration)?,
@@ -243,18 +229,12 @@ pub struct QueueColumns {
 }
 
 impl QueueColumns {
-    fn resolve(
-        resolver: &mut Resolver<'_>,
-        queue: &ColumnRef,
-        queue_name: &Option<ColumnRef>,
-        channel_column: &Option<ColumnRef>,
-        channel: Channel,
-    ) -> Result<QueueColumns, String> {
+    fn resolve(resolver: &mut Resolver<'_>, spec: &QueueSpec) -> Result<QueueColumns, String> {
         Ok(QueueColumns {
-            queue: resolver.one(queue)?,
-            queue_name: resolver.optional(queue_name)?,
-            channel_column: resolver.optional(channel_column)?,
-            channel,
+            queue: resolver.one(&spec.queue)?,
+            queue_name: resolver.optional(&spec.queue_name)?,
+            channel_column: resolver.optional(&spec.channel_column)?,
+            channel: spec.channel,
         })
     }
 }

@@ -28,7 +28,9 @@ use acdlink_connector_api::{
     ReadBatch, ReadMode, ReadRequest, Records, Reject, StreamKind, UtcMillis,
 };
 use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTED_ROWS};
-use layout::{Chains, IntervalKey, LayoutSpec, Output, RowError, RowReader, TimeColumns};
+use layout::{
+    Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
+};
 use reader::{FileStart, Rows};
 use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
@@ -440,12 +442,12 @@ fn phonelink_spec(
     }
     let channel = parse_channel("phonelink.channel", &settings.channel)?;
     let columns = &settings.columns;
-    let queue = Some(columns.queue.clone());
+    let queue_column = Some(columns.queue.clone());
     check_named_columns(
         "phonelink",
         format,
         [
-            ("queue", &queue),
+            ("queue", &queue_column),
             ("queue_name", &columns.queue_name),
             ("channel", &columns.channel),
             ("timestamp", &columns.timestamp),
@@ -468,14 +470,17 @@ fn phonelink_spec(
         format,
         "phonelink",
     )?;
+    let queue = QueueSpec {
+        queue: columns.queue.clone(),
+        queue_name: columns.queue_name.clone(),
+        channel_column: columns.channel.clone(),
+        channel,
+    };
     Ok(match settings.layout {
         PhoneLinkLayout::Intervals => LayoutSpec::Intervals {
             interval_minutes: settings.interval_minutes,
             handle_time: settings.handle_time,
-            channel,
-            queue: columns.queue.clone(),
-            queue_name: columns.queue_name.clone(),
-            channel_column: columns.channel.clone(),
+            queue,
             time,
             offered: required(
                 "phonelink.columns.offered",
@@ -493,10 +498,7 @@ fn phonelink_spec(
         PhoneLinkLayout::Contacts => LayoutSpec::Contacts {
             interval_minutes: settings.interval_minutes,
             contacts_as: settings.contacts_as,
-            channel,
-            queue: columns.queue.clone(),
-            queue_name: columns.queue_name.clone(),
-            channel_column: columns.channel.clone(),
+            queue,
             time,
             handled: required(
                 "phonelink.columns.handled",

@@ -120,11 +120,9 @@ fn windows_1252_read_as_utf8_is_a_bad_row_naming_the_column() {
     );
 }
 
-#[test]
-fn decimal_comma_with_semicolons_in_windows_1252() {
-    let folder = Folder::new();
-    folder.drop_fixture("intervals_decimal_comma_1252.csv", "a.csv");
-    let settings = json!({
+/// Settings for the Windows-1252, semicolon, decimal-comma fixtures.
+fn decimal_comma_settings(folder: &Folder) -> Value {
+    json!({
         "settle_secs": 0,
         "phonelink": {
             "import_dir": folder.import_dir, "layout": "intervals",
@@ -137,7 +135,14 @@ fn decimal_comma_with_semicolons_in_windows_1252() {
                 "handled": "Handled", "abandoned": "Abandoned", "handle_time": "HandleTime"
             }
         }
-    });
+    })
+}
+
+#[test]
+fn decimal_comma_with_semicolons_in_windows_1252() {
+    let folder = Folder::new();
+    folder.drop_fixture("intervals_decimal_comma_1252.csv", "a.csv");
+    let settings = decimal_comma_settings(&folder);
     let mut connector = open(&settings, "UTC").unwrap();
     let result = read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
     assert_eq!(
@@ -780,20 +785,7 @@ fn a_crash_in_the_middle_of_a_start_only_file_carries_the_open_spans() {
 fn a_bom_semicolons_decimal_comma_and_windows_1252_umlauts_in_one_file() {
     let folder = Folder::new();
     folder.drop_fixture("intervals_bom_semicolon_decimal_comma_1252.csv", "all.csv");
-    let settings = json!({
-        "settle_secs": 0,
-        "phonelink": {
-            "import_dir": folder.import_dir, "layout": "intervals",
-            "format": {
-                "separator": ";", "encoding": "windows-1252", "decimal_comma": true,
-                "timestamp_format": "YYYY-MM-DD hh:mm"
-            },
-            "columns": {
-                "queue": "Queue", "timestamp": "Start", "offered": "Offered",
-                "handled": "Handled", "abandoned": "Abandoned", "handle_time": "HandleTime"
-            }
-        }
-    });
+    let settings = decimal_comma_settings(&folder);
     let mut connector = open(&settings, "Europe/Berlin").unwrap();
     let result = read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
     assert_eq!(
