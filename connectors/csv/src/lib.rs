@@ -24,8 +24,9 @@ pub mod settings;
 use acdlink_connector_api::{
     sdk::{Connector, OpenContext},
     time::SourceTimeZone,
-    Channel, CheckReport, ConnectorError, Discovery, Manifest, QueueInterval, RString, RVec,
-    ReadBatch, ReadMode, ReadRequest, Records, Reject, StreamKind, UtcMillis,
+    Channel, CheckReport, ConnectorError, DiscoveredItem, DiscoveredQueue, Discovery, Manifest,
+    QueueInterval, RString, RVec, ReadBatch, ReadMode, ReadRequest, Records, Reject, StreamKind,
+    UtcMillis,
 };
 use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTED_ROWS};
 use layout::{
@@ -39,6 +40,11 @@ use settings::{
 use std::{collections::BTreeMap, fs::File, io::BufReader, path::Path, time::Duration};
 
 acdlink_connector_api::register_builtin!(CsvConnector);
+
+/// `discover` looks into at most this many files (the newest) per stream ...
+const DISCOVER_FILES: usize = 20;
+/// ... and at most this many rows of each.
+const DISCOVER_ROWS: usize = 10_000;
 
 /// One configured stream: where its files are, their format and layout.
 struct Stream {
@@ -242,9 +248,98 @@ impl Connector for CsvConnector {
     }
 
     fn discover(&mut self) -> Result<Discovery, ConnectorError> {
-        // The queues, agents and activities are whatever the next files hold; listing
-        // them would mean reading the files. Operators map from the imported data.
-        Ok(Discovery::default())
+        // The source knows what its files hold: look into the newest files waiting in the
+        // import folder and in the archive, a bounded number of rows each.
+        let mut queues = BTreeMap::new();
+        let mut agents = std::collections::BTreeSet::new();
+        let mut activities = BTreeMap::new();
+        for stream in [&self.phonelink, &self.timelink].into_iter().flatten() {
+            let mut candidates = files::ready_files(&stream.folders.import_dir, self.settle)?;
+            if let Ok(archived) = files::ready_files(&stream.folders.archive_dir, Duration::ZERO) {
+                candidates.extend(archived);
+            }
+            candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.modified_ns));
+            for candidate in candidates.iter().take(DISCOVER_FILES) {
+                let Ok(file) = File::open(&candidate.path) else {
+                    continue;
+                };
+                let Ok((mut rows, start)) = reader::start(file, &stream.format) else {
+                    continue;
+                };
+                let Ok((layout, width)) = stream.spec.resolve(start.header.as_deref()) else {
+                    continue;
+                };
+                let mut row_reader =
+                    RowReader::new(layout, width, &stream.format, self.timezone.clone());
+                let mut chains = Chains::new();
+                for _ in 0..DISCOVER_ROWS {
+                    if !rows.advance().unwrap_or(false) {
+                        break;
+                    }
+                    if rows.is_skipped(&stream.format) {
+                        continue;
+                    }
+                    match row_reader.convert(&rows.row, &mut chains) {
+                        // Files are looked at newest first: the newest name of a queue
+                        // is the one listed.
+                        Ok(Output::Interval(record)) => {
+                            queues
+                                .entry((record.queue_id.into_string(), record.channel.0))
+                                .or_insert_with(|| record.queue_name.into_string());
+                        }
+                        Ok(Output::Contact(record)) => {
+                            queues
+                                .entry((record.queue_id.into_string(), record.channel.0))
+                                .or_insert_with(|| record.queue_name.into_string());
+                        }
+                        Ok(Output::ContactForInterval { key, .. }) => {
+                            queues
+                                .entry((key.queue_id, key.channel))
+                                .or_insert(key.queue_name);
+                        }
+                        Ok(Output::Status(record)) => {
+                            agents.insert(record.agent_id.into_string());
+                            let name = record.activity_name.into_option().map(RString::into_string);
+                            activities
+                                .entry(record.activity_id.into_string())
+                                .or_insert(name);
+                        }
+                        Ok(Output::Nothing) | Err(_) => {}
+                    }
+                }
+                // Start-only chains: the statuses still open are activities too.
+                for (agent, span) in chains {
+                    agents.insert(agent);
+                    activities
+                        .entry(span.activity_id)
+                        .or_insert(span.activity_name);
+                }
+            }
+        }
+        Ok(Discovery {
+            queues: queues
+                .into_iter()
+                .map(|((id, channel), name)| DiscoveredQueue {
+                    id: id.into(),
+                    name: name.into(),
+                    channel: Channel(channel),
+                })
+                .collect(),
+            agents: agents
+                .into_iter()
+                .map(|id| DiscoveredItem {
+                    name: id.as_str().into(),
+                    id: id.into(),
+                })
+                .collect(),
+            activities: activities
+                .into_iter()
+                .map(|(id, name)| DiscoveredItem {
+                    name: name.unwrap_or_else(|| id.clone()).into(),
+                    id: id.into(),
+                })
+                .collect(),
+        })
     }
 
     fn read(&mut self, request: &ReadRequest) -> Result<ReadBatch, ConnectorError> {

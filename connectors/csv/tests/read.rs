@@ -916,3 +916,43 @@ fn summed_contacts_resume_after_a_crash_and_skip_row_reports_once() {
         "{report}"
     );
 }
+
+#[test]
+fn discover_lists_what_waiting_and_archived_files_hold() {
+    let folder = Folder::new();
+    folder.drop_fixture("intervals_basic.csv", "imported.csv");
+    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
+    read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
+    folder.drop_fixture("intervals_quoted.csv", "waiting.csv");
+    let discovery = connector.discover().unwrap();
+    let queues: Vec<(String, String)> = discovery
+        .queues
+        .iter()
+        .map(|queue| (queue.id.to_string(), queue.name.to_string()))
+        .collect();
+    assert_eq!(
+        queues,
+        [
+            ("Q1".to_string(), "Sales, North".to_string()),
+            ("Q2".to_string(), "Support\r\nsecond line".to_string()),
+            ("Q3".to_string(), "He said \"hi\"".to_string()),
+        ]
+    );
+
+    let folder = Folder::new();
+    folder.drop_fixture("statuses_start_only_1.csv", "1.csv");
+    let mut connector = open(&start_only_settings(&folder), "UTC").unwrap();
+    let discovery = connector.discover().unwrap();
+    let agents: Vec<String> = discovery
+        .agents
+        .iter()
+        .map(|agent| agent.id.to_string())
+        .collect();
+    let activities: Vec<String> = discovery
+        .activities
+        .iter()
+        .map(|activity| activity.id.to_string())
+        .collect();
+    assert_eq!(agents, ["anna", "ben"]);
+    assert_eq!(activities, ["AUX", "LOGIN", "READY"]);
+}
