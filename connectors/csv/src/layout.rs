@@ -109,10 +109,25 @@ impl LayoutSpec {
     /// Resolves every column against the header (`None` for files without one). The error
     /// names the column that is missing.
     pub fn resolve(&self, header: Option<&[String]>) -> Result<(Layout, usize), String> {
-        let mut resolver = Resolver {
+        self.resolve_with(Resolver {
             header,
             max_index: 0,
-        };
+            is_empty_file: false,
+        })
+    }
+
+    /// The layout for a file without a single line, whose header row is missing too: it
+    /// has no rows to convert, so named columns need not be found.
+    pub fn resolve_for_empty_file(&self) -> (Layout, usize) {
+        self.resolve_with(Resolver {
+            header: None,
+            max_index: 0,
+            is_empty_file: true,
+        })
+        .expect("every column resolves in an empty file")
+    }
+
+    fn resolve_with(&self, mut resolver: Resolver<'_>) -> Result<(Layout, usize), String> {
         let layout = match self {
             LayoutSpec::Intervals {
                 interval_minutes,
@@ -177,12 +192,14 @@ impl LayoutSpec {
 struct Resolver<'a> {
     header: Option<&'a [String]>,
     max_index: usize,
+    is_empty_file: bool,
 }
 
 impl Resolver<'_> {
     fn one(&mut self, column: &ColumnRef) -> Result<usize, String> {
         let index = match column {
             ColumnRef::Index(number) => number - 1,
+            ColumnRef::Name(_) if self.is_empty_file => 0,
             ColumnRef::Name(name) => {
                 let header = self.header.ok_or_else(|| {
                     format!("column {column} is named, but the file has no header row")

@@ -56,6 +56,15 @@ struct Stream {
 }
 
 impl Stream {
+    /// The layout's columns in a file that begins as `start` says. A file without a
+    /// single line (not even its header) is an empty import, not a bad file.
+    fn resolve(&self, start: &FileStart) -> Result<(layout::Layout, usize), String> {
+        if self.format.header && start.header.is_none() {
+            return Ok(self.spec.resolve_for_empty_file());
+        }
+        self.spec.resolve(start.header.as_deref())
+    }
+
     fn is_aggregated(&self) -> bool {
         matches!(
             self.spec,
@@ -266,7 +275,7 @@ impl Connector for CsvConnector {
                 let Ok((mut rows, start)) = reader::start(file, &stream.format) else {
                     continue;
                 };
-                let Ok((layout, width)) = stream.spec.resolve(start.header.as_deref()) else {
+                let Ok((layout, width)) = stream.resolve(&start) else {
                     continue;
                 };
                 let mut row_reader =
@@ -902,7 +911,7 @@ impl CsvConnector {
             start: None,
             intervals: Vec::new(),
         };
-        match stream.spec.resolve(start.header.as_deref()) {
+        match stream.resolve(&start) {
             Err(problem) => {
                 let line = if stream.format.header {
                     start.data_line.saturating_sub(1).max(1)
@@ -1018,7 +1027,7 @@ impl CsvConnector {
                 |error| files::io_error(format!("cannot read {}", path.display()), error);
             let file = File::open(&path).map_err(cannot_read)?;
             let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
-            match stream.spec.resolve(start.header.as_deref()) {
+            match stream.resolve(&start) {
                 Ok((layout, width)) => {
                     let rows = if start.data_byte == progress.byte {
                         // `start` wraps the file in a BufReader already.

@@ -956,3 +956,24 @@ fn discover_lists_what_waiting_and_archived_files_hold() {
     assert_eq!(agents, ["anna", "ben"]);
     assert_eq!(activities, ["AUX", "LOGIN", "READY"]);
 }
+
+#[test]
+fn an_empty_file_and_a_header_only_file_are_empty_imports() {
+    let folder = Folder::new();
+    std::fs::write(folder.path("empty.csv"), b"").unwrap();
+    std::fs::write(
+        folder.path("header.csv"),
+        b"queue,name,start,offered,handled,abandoned,handle_time\r\n",
+    )
+    .unwrap();
+    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
+    let result = read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
+    assert!(result.records.is_empty());
+    assert!(
+        folder.names("error").is_empty(),
+        "{:?}",
+        folder.names("error")
+    );
+    // Both have been read (and so are archived), but they share no content.
+    assert_eq!(folder.names("archive"), ["empty.csv", "header.csv"]);
+}
