@@ -40,7 +40,6 @@ impl Encoding {
     }
 
     /// The text of a cell, or `None` when the bytes are not valid in this encoding.
-    #[inline]
     pub fn decode(self, bytes: &[u8]) -> Option<Cow<'_, str>> {
         match self {
             Encoding::Utf8 => std::str::from_utf8(bytes).ok().map(Cow::Borrowed),
@@ -73,13 +72,11 @@ impl Encoding {
 }
 
 /// The bytes of a cell without surrounding ASCII spaces and tabs.
-#[inline]
 pub fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
 /// A whole number >= 0.
-#[inline]
 pub fn parse_count(bytes: &[u8]) -> Option<u32> {
     let bytes = trim(bytes);
     if bytes.is_empty() || bytes.len() > 10 {
@@ -96,7 +93,6 @@ pub fn parse_count(bytes: &[u8]) -> Option<u32> {
 }
 
 /// A finite decimal number >= 0, with a point or (if `decimal_comma`) a comma.
-#[inline]
 pub fn parse_decimal(bytes: &[u8], decimal_comma: bool) -> Option<f64> {
     let bytes = trim(bytes);
     if bytes.is_empty() || bytes.len() > 40 {
@@ -173,7 +169,6 @@ pub fn parse_clock_duration(bytes: &[u8]) -> Option<f64> {
 }
 
 /// A flag: 1/0, true/false, yes/no, y/n (any case).
-#[inline]
 pub fn parse_flag(bytes: &[u8]) -> Option<bool> {
     let bytes = trim(bytes);
     let yes: &[&[u8]] = &[b"1", b"true", b"yes", b"y"];

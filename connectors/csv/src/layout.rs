@@ -417,7 +417,6 @@ impl RowReader {
 }
 
 impl Cells {
-    #[inline]
     fn text<'r>(&self, row: &'r ByteRecord, column: usize) -> Result<Cow<'r, str>, RowError> {
         let bytes = format::trim(&row[column]);
         match self.encoding.decode(bytes) {
@@ -431,7 +430,6 @@ impl Cells {
         }
     }
 
-    #[inline]
     fn identifier(&self, row: &ByteRecord, column: usize) -> Result<RString, RowError> {
         let text = self.text(row, column)?;
         if text.is_empty() {
@@ -444,7 +442,6 @@ impl Cells {
         Ok(RString::from(text.as_ref()))
     }
 
-    #[inline]
     fn queue(
         &self,
         columns: &QueueColumns,
@@ -491,7 +488,6 @@ impl Cells {
     }
 
     /// A count cell; `None` for an empty cell (a missing value).
-    #[inline]
     fn count(&self, row: &ByteRecord, column: usize) -> Result<Option<u32>, RowError> {
         let bytes = &row[column];
         if format::trim(bytes).is_empty() {
@@ -502,7 +498,6 @@ impl Cells {
             .ok_or_else(|| RowError::cell(column, bytes, "a whole number >= 0"))
     }
 
-    #[inline]
     fn duration(&self, row: &ByteRecord, column: usize) -> Result<Option<f64>, RowError> {
         let bytes = &row[column];
         if format::trim(bytes).is_empty() {
@@ -528,7 +523,6 @@ impl Cells {
     }
 
     /// The UTC instant and local parts of a point in time.
-    #[inline]
     fn instant(
         &mut self,
         row: &ByteRecord,
