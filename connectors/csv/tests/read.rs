@@ -977,3 +977,28 @@ fn an_empty_file_and_a_header_only_file_are_empty_imports() {
     // Both have been read (and so are archived), but they share no content.
     assert_eq!(folder.names("archive"), ["empty.csv", "header.csv"]);
 }
+
+#[test]
+fn check_names_each_import_folder_and_what_is_ready() {
+    let folder = Folder::new();
+    folder.drop_fixture("intervals_basic.csv", "a.csv");
+    folder.drop_fixture("intervals_basic.csv", "b.csv.part");
+    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
+    let report = connector.check().unwrap();
+    assert_eq!(
+        report.message.as_str(),
+        format!(
+            "phonelink: {} (1 file(s) ready)",
+            folder.import_dir.display()
+        )
+    );
+    std::fs::remove_dir_all(&folder.import_dir).unwrap();
+    let error = connector.check().unwrap_err();
+    assert_eq!(error.kind, ErrorKind::IO);
+    assert!(
+        error
+            .message
+            .starts_with(&format!("cannot list {}", folder.import_dir.display())),
+        "{error}"
+    );
+}
