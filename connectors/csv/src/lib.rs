@@ -32,12 +32,12 @@ use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTE
 use layout::{
     Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
 };
-use reader::{FileStart, Rows};
+use reader::{FileStart, ReadAhead};
 use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
     PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
 };
-use std::{collections::BTreeMap, fs::File, io::BufReader, path::Path, time::Duration};
+use std::{collections::BTreeMap, fs::File, path::Path, time::Duration};
 
 acdlink_connector_api::register_builtin!(CsvConnector);
 
@@ -81,7 +81,7 @@ impl Stream {
 struct Live {
     stream: &'static str,
     checksum: String,
-    rows: Rows<BufReader<File>>,
+    rows: ReadAhead,
     row_reader: RowReader,
     header: Option<Vec<String>>,
 }
@@ -900,7 +900,7 @@ impl CsvConnector {
     ) -> Result<Scan, ConnectorError> {
         let path = &candidate.path;
         let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
-        let (mut rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
+        let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
         let mut scan = Scan {
             checksum: String::new(),
             n_bytes: 0,
@@ -926,11 +926,12 @@ impl CsvConnector {
                 let mut chains = open_spans.clone();
                 let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
                 let header = start.header.as_deref();
+                let mut rows = ReadAhead::spawn(rows);
                 while rows.advance().map_err(cannot_read)? {
-                    if rows.is_skipped(&stream.format) {
+                    if reader::is_skipped(rows.row(), &stream.format) {
                         continue;
                     }
-                    match row_reader.convert(&rows.row, &mut chains) {
+                    match row_reader.convert(rows.row(), &mut chains) {
                         Ok(Output::ContactForInterval {
                             key,
                             handled,
@@ -1039,7 +1040,7 @@ impl CsvConnector {
                     self.live = Some(Live {
                         stream: stream_name,
                         checksum: progress.file.checksum.clone(),
-                        rows,
+                        rows: ReadAhead::spawn(rows),
                         row_reader: RowReader::new(
                             layout,
                             width,
@@ -1102,12 +1103,12 @@ impl CsvConnector {
                 at_end = true;
                 break;
             }
-            if live.rows.is_skipped(format) {
+            if reader::is_skipped(live.rows.row(), format) {
                 continue;
             }
             match live
                 .row_reader
-                .convert(&live.rows.row, &mut state.open_spans)
+                .convert(live.rows.row(), &mut state.open_spans)
             {
                 Ok(Output::Interval(record)) => {
                     intervals.push(record);
