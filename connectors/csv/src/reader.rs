@@ -159,10 +159,6 @@ impl<R: Read> Rows<R> {
             (line, self.next_byte(), self.next_line())
         }))
     }
-
-    pub fn into_inner(self) -> R {
-        self.csv.into_inner()
-    }
 }
 
 /// Whether a row is to be skipped: a blank line, or what the format says to skip: empty
@@ -320,42 +316,26 @@ impl Drop for ReadAhead {
     }
 }
 
-/// A reader that computes the SHA-256 of everything read through it.
-pub struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    pub n_bytes: u64,
-}
-
-impl<R: Read> Hashing<R> {
-    pub fn new(inner: R) -> Hashing<R> {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            n_bytes: 0,
-        }
-    }
-
-    /// Reads the rest of the input and gives the hex digest of all of it.
-    pub fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        let digest = self.hasher.finalize();
-        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-        Ok((hex, self.n_bytes))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n_bytes = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n_bytes]);
-        self.n_bytes += n_bytes as u64;
-        Ok(n_bytes)
-    }
-}
-
-/// The checksum of a whole file, without parsing it.
+/// The checksum of a whole file, without parsing it: read in large blocks straight into
+/// the hasher.
 pub fn checksum(path: &Path) -> io::Result<(String, u64)> {
-    let file = File::open(path)?;
-    Hashing::new(BufReader::with_capacity(256 * 1024, file)).finish()
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut n_bytes = 0u64;
+    loop {
+        let n_read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n_read) => n_read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..n_read]);
+        n_bytes += n_read as u64;
+    }
+    Ok((hex(&hasher.finalize()), n_bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
 }
