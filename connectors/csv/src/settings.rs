@@ -466,33 +466,25 @@ impl FormatSettings {
             })?;
             skip_rows_containing.push(bytes);
         }
-        let timestamp_format = self
-            .timestamp_format
-            .as_deref()
-            .map(|text| {
-                DateFormat::parse(text, true).map_err(|reason| {
-                    config_error(&key("timestamp_format"), &reason, format!("{text:?}"))
+        // Each format setting parsed by its parser; the error names the key.
+        let parse_format = |name: &str,
+                            text: &Option<String>,
+                            parse: fn(&str) -> Result<DateFormat, String>|
+         -> Result<Option<DateFormat>, ConnectorError> {
+            text.as_deref()
+                .map(|text| {
+                    parse(text)
+                        .map_err(|reason| config_error(&key(name), &reason, format!("{text:?}")))
                 })
-            })
-            .transpose()?;
-        let date_format = self
-            .date_format
-            .as_deref()
-            .map(|text| {
-                DateFormat::parse(text, false).map_err(|reason| {
-                    config_error(&key("date_format"), &reason, format!("{text:?}"))
-                })
-            })
-            .transpose()?;
-        let time_format = self
-            .time_format
-            .as_deref()
-            .map(|text| {
-                DateFormat::parse_time(text).map_err(|reason| {
-                    config_error(&key("time_format"), &reason, format!("{text:?}"))
-                })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let timestamp_format = parse_format("timestamp_format", &self.timestamp_format, |text| {
+            DateFormat::parse(text, true)
+        })?;
+        let date_format = parse_format("date_format", &self.date_format, |text| {
+            DateFormat::parse(text, false)
+        })?;
+        let time_format = parse_format("time_format", &self.time_format, DateFormat::parse_time)?;
         Ok(Format {
             separator,
             quote,
