@@ -23,3 +23,4 @@ cargo test --workspace --doc --locked
 # benchmarks compiling and working.
 cargo bench -p acdlink --bench read_throughput --profile dev --locked -- --records 20000 --rounds 1
 cargo bench -p acdlink --bench pipeline --profile dev --locked -- --days 1 --queues 5
+cargo bench -p acdlink-connector-csv --bench throughput --profile dev --locked -- --mb 2

@@ -31,4 +31,5 @@ pub mod upload;
 
 // Built-in connectors: a crate that is linked registers its connector with `inventory`.
 // Naming the crate here is what makes the linker keep it.
+extern crate acdlink_connector_csv;
 extern crate acdlink_connector_demo;

@@ -114,7 +114,7 @@ fn bad_configuration_names_file_line_and_key() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     let expected = format!(
-        "error: {}:6:10: connector `hq`: no plugin of kind `avaya` is loaded; loaded kinds: demo",
+        "error: {}:6:10: connector `hq`: no plugin of kind `avaya` is loaded; loaded kinds: csv, demo",
         path.display()
     );
     assert!(
@@ -171,8 +171,9 @@ fn bad_arguments_say_what_was_expected() {
     let unknown = sandbox.acdlink(&["check", "nowhere"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(
-        stderr(&unknown)
-            .contains("no connector `nowhere`: configured connectors: hq; connector kinds: demo"),
+        stderr(&unknown).contains(
+            "no connector `nowhere`: configured connectors: hq; connector kinds: csv, demo"
+        ),
         "{}",
         stderr(&unknown)
     );

@@ -113,8 +113,13 @@ fn plugins_command_lists_connectors_and_failures_with_reasons() {
         .iter()
         .map(|c| (c["kind"].as_str().unwrap(), c["builtin"].as_bool().unwrap()))
         .collect();
-    assert_eq!(kinds, [("demo", true), ("panicky", false)]);
-    let demo_settings: Vec<&str> = connectors[0]["settings"]
+    // Built-ins first (csv and demo, in link order), then the plugin directory's.
+    assert_eq!(kinds, [("csv", true), ("demo", true), ("panicky", false)]);
+    let demo = connectors
+        .iter()
+        .find(|c| c["kind"] == "demo")
+        .expect("the demo connector is listed");
+    let demo_settings: Vec<&str> = demo["settings"]
         .as_array()
         .unwrap()
         .iter()

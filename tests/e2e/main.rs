@@ -1,6 +1,7 @@
 //! End-to-end tests: real plugin libraries loaded from disk and the real `acdlink` binary.
 
 mod cli;
+mod csv;
 mod equivalence;
 mod loading;
 mod panics;

@@ -1,0 +1,971 @@
+//! The layouts: how one CSV row becomes a record. Columns are resolved against a file's
+//! header once ([`Layout::resolve`]), then every row is converted by column index.
+//!
+//! A row that cannot be converted gives a [`RowError`] naming the column, the value and
+//! what was expected; the reader adds file and line.
+
+use crate::{
+    format::{self, DateFormat, Encoding, Parts},
+    settings::{
+        ColumnRef, ContactsAs, DurationFormat, Format, HandleTime, MissingValues, PhoneLinkLayout,
+        SpanType,
+    },
+};
+use acdlink_connector_api::{
+    time::SourceTimeZone, AgentStatus, Channel, ContactEvent, QueueInterval, ROption, RString,
+    RVec, UtcMillis,
+};
+use csv::ByteRecord;
+use serde::{Deserialize, Serialize};
+use std::{borrow::Cow, collections::BTreeMap};
+
+/// What is wrong with one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    /// The column at fault, 0-based; `None` for the row as a whole.
+    pub column: Option<usize>,
+    /// The cell's text (lossily decoded), empty when there is no cell.
+    pub value: String,
+    /// What was expected.
+    pub expected: String,
+}
+
+impl RowError {
+    fn cell(column: usize, bytes: &[u8], expected: impl Into<String>) -> RowError {
+        RowError {
+            column: Some(column),
+            value: String::from_utf8_lossy(bytes).into_owned(),
+            expected: expected.into(),
+        }
+    }
+}
+
+/// How a point in time is spread over columns.
+#[derive(Clone, Debug)]
+pub enum TimeColumns<C> {
+    /// One column with date and time (or Unix seconds).
+    Timestamp(C),
+    /// A date column and a time column.
+    DateAndTime(C, C),
+}
+
+/// The queue columns of a PhoneLink layout, not yet resolved.
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    pub queue: ColumnRef,
+    pub queue_name: Option<ColumnRef>,
+    pub channel_column: Option<ColumnRef>,
+    /// The channel when there is no channel column.
+    pub channel: Channel,
+}
+
+/// The configured layout of one stream, with columns not yet resolved.
+#[derive(Clone, Debug)]
+pub enum LayoutSpec {
+    Intervals {
+        interval_minutes: u32,
+        handle_time: HandleTime,
+        queue: QueueSpec,
+        time: TimeColumns<ColumnRef>,
+        offered: ColumnRef,
+        handled: ColumnRef,
+        abandoned: Option<ColumnRef>,
+        handle_time_column: Option<ColumnRef>,
+    },
+    Contacts {
+        interval_minutes: u32,
+        contacts_as: ContactsAs,
+        queue: QueueSpec,
+        time: TimeColumns<ColumnRef>,
+        handled: ColumnRef,
+        duration: Option<ColumnRef>,
+        contact_id: Option<ColumnRef>,
+    },
+    Statuses {
+        span: SpanType,
+        logoff_activities: Vec<String>,
+        agent: ColumnRef,
+        activity: ColumnRef,
+        activity_name: Option<ColumnRef>,
+        start: TimeColumns<ColumnRef>,
+        end: Option<TimeColumns<ColumnRef>>,
+        duration: Option<ColumnRef>,
+    },
+}
+
+impl LayoutSpec {
+    pub fn phonelink_layout(&self) -> Option<(PhoneLinkLayout, ContactsAs)> {
+        match self {
+            LayoutSpec::Intervals { .. } => {
+                Some((PhoneLinkLayout::Intervals, ContactsAs::Intervals))
+            }
+            LayoutSpec::Contacts { contacts_as, .. } => {
+                Some((PhoneLinkLayout::Contacts, *contacts_as))
+            }
+            LayoutSpec::Statuses { .. } => None,
+        }
+    }
+
+    /// Resolves every column against the header (`None` for files without one). The error
+    /// names the column that is missing.
+    pub fn resolve(&self, header: Option<&[String]>) -> Result<(Layout, usize), String> {
+        self.resolve_with(Resolver {
+            header,
+            max_index: 0,
+            is_empty_file: false,
+        })
+    }
+
+    /// The layout for a file without a single line, whose header row is missing too: it
+    /// has no rows to convert, so named columns need not be found.
+    pub fn resolve_for_empty_file(&self) -> (Layout, usize) {
+        self.resolve_with(Resolver {
+            header: None,
+            max_index: 0,
+            is_empty_file: true,
+        })
+        .expect("every column resolves in an empty file")
+    }
+
+    fn resolve_with(&self, mut resolver: Resolver<'_>) -> Result<(Layout, usize), String> {
+        let layout = match self {
+            LayoutSpec::Intervals {
+                interval_minutes,
+                handle_time,
+                queue,
+                time,
+                offered,
+                handled,
+                abandoned,
+                handle_time_column,
+            } => Layout::Intervals(IntervalColumns {
+                interval_minutes: *interval_minutes,
+                handle_time: *handle_time,
+                queue: QueueColumns::resolve(&mut resolver, queue)?,
+                time: resolver.time(time)?,
+                offered: resolver.one(offered)?,
+                handled: resolver.one(handled)?,
+                abandoned: resolver.optional(abandoned)?,
+                handle_time_column: resolver.optional(handle_time_column)?,
+            }),
+            LayoutSpec::Contacts {
+                interval_minutes,
+                contacts_as,
+                queue,
+                time,
+                handled,
+                duration,
+                contact_id,
+            } => Layout::Contacts(ContactColumns {
+                interval_minutes: *interval_minutes,
+                contacts_as: *contacts_as,
+                queue: QueueColumns::resolve(&mut resolver, queue)?,
+                time: resolver.time(time)?,
+                handled: resolver.one(handled)?,
+                duration: resolver.optional(duration)?,
+                contact_id: resolver.optional(contact_id)?,
+            }),
+            LayoutSpec::Statuses {
+                span,
+                logoff_activities,
+                agent,
+                activity,
+                activity_name,
+                start,
+                end,
+                duration,
+            } => Layout::Statuses(StatusColumns {
+                span: *span,
+                logoff_activities: logoff_activities.clone(),
+                agent: resolver.one(agent)?,
+                activity: resolver.one(activity)?,
+                activity_name: resolver.optional(activity_name)?,
+                start: resolver.time(start)?,
+                end: end.as_ref().map(|end| resolver.time(end)).transpose()?,
+                duration: resolver.optional(duration)?,
+            }),
+        };
+        Ok((layout, resolver.max_index + 1))
+    }
+}
+
+struct Resolver<'a> {
+    header: Option<&'a [String]>,
+    max_index: usize,
+    is_empty_file: bool,
+}
+
+impl Resolver<'_> {
+    fn one(&mut self, column: &ColumnRef) -> Result<usize, String> {
+        let index = match column {
+            ColumnRef::Index(number) => number - 1,
+            ColumnRef::Name(_) if self.is_empty_file => 0,
+            ColumnRef::Name(name) => {
+                let header = self.header.ok_or_else(|| {
+                    format!("column {column} is named, but the file has no header row")
+                })?;
+                header
+                    .iter()
+                    .position(|cell| cell.trim().eq_ignore_ascii_case(name))
+                    .ok_or_else(|| {
+                        format!(
+                            "expected a column named `{name}` in the header, found only {}",
+                            header
+                                .iter()
+                                .map(|cell| format!("`{cell}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    })?
+            }
+        };
+        self.max_index = self.max_index.max(index);
+        Ok(index)
+    }
+
+    fn optional(&mut self, column: &Option<ColumnRef>) -> Result<Option<usize>, String> {
+        column.as_ref().map(|column| self.one(column)).transpose()
+    }
+
+    fn time(&mut self, time: &TimeColumns<ColumnRef>) -> Result<TimeColumns<usize>, String> {
+        Ok(match time {
+            TimeColumns::Timestamp(column) => TimeColumns::Timestamp(self.one(column)?),
+            TimeColumns::DateAndTime(date, time) => {
+                TimeColumns::DateAndTime(self.one(date)?, self.one(time)?)
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueColumns {
+    queue: usize,
+    queue_name: Option<usize>,
+    channel_column: Option<usize>,
+    channel: Channel,
+}
+
+impl QueueColumns {
+    fn resolve(resolver: &mut Resolver<'_>, spec: &QueueSpec) -> Result<QueueColumns, String> {
+        Ok(QueueColumns {
+            queue: resolver.one(&spec.queue)?,
+            queue_name: resolver.optional(&spec.queue_name)?,
+            channel_column: resolver.optional(&spec.channel_column)?,
+            channel: spec.channel,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IntervalColumns {
+    interval_minutes: u32,
+    handle_time: HandleTime,
+    queue: QueueColumns,
+    time: TimeColumns<usize>,
+    offered: usize,
+    handled: usize,
+    abandoned: Option<usize>,
+    handle_time_column: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ContactColumns {
+    interval_minutes: u32,
+    contacts_as: ContactsAs,
+    queue: QueueColumns,
+    time: TimeColumns<usize>,
+    handled: usize,
+    duration: Option<usize>,
+    contact_id: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusColumns {
+    span: SpanType,
+    logoff_activities: Vec<String>,
+    agent: usize,
+    activity: usize,
+    activity_name: Option<usize>,
+    start: TimeColumns<usize>,
+    end: Option<TimeColumns<usize>>,
+    duration: Option<usize>,
+}
+
+/// A layout with its columns resolved for one file.
+#[derive(Clone, Debug)]
+pub enum Layout {
+    Intervals(IntervalColumns),
+    Contacts(ContactColumns),
+    Statuses(StatusColumns),
+}
+
+/// An agent's status that has started and not yet ended (`span = "start-only"`), carried
+/// from row to row and, in the connector's state, from file to file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSpan {
+    pub activity_id: String,
+    pub activity_name: Option<String>,
+    pub start_ms: i64,
+}
+
+/// The open spans of every agent, by agent identifier.
+pub type Chains = BTreeMap<String, OpenSpan>;
+
+/// What one row gives.
+#[derive(Debug)]
+pub enum Output {
+    Interval(QueueInterval),
+    Contact(ContactEvent),
+    Status(AgentStatus),
+    /// A contact to be summed into an interval.
+    ContactForInterval {
+        key: IntervalKey,
+        handled: bool,
+        duration_secs: f64,
+    },
+    /// Nothing (a row of missing values, a logoff row, the first row of a chain).
+    Nothing,
+}
+
+/// Queue, channel and interval start: the natural key of an interval record.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IntervalKey {
+    pub start_ms: i64,
+    pub queue_id: String,
+    pub queue_name: String,
+    pub channel: u8,
+}
+
+/// Converts rows: the layout plus what every row needs (encoding, formats, time zone).
+pub struct RowReader {
+    pub layout: Layout,
+    /// The number of columns a row needs.
+    pub width: usize,
+    cells: Cells,
+}
+
+/// Reads cells: everything a row's conversion needs besides the layout.
+struct Cells {
+    encoding: Encoding,
+    decimal_comma: bool,
+    missing_values: MissingValues,
+    duration_format: DurationFormat,
+    timestamp_format: Option<DateFormat>,
+    date_format: Option<DateFormat>,
+    time_format: Option<DateFormat>,
+    clock: Clock,
+    /// Whether queue identifiers and names are copied into the records. The checking pass
+    /// of intervals and contact events only needs to know they are valid.
+    keep_queue_text: bool,
+    /// The raw cells of the last point in time read, and what they gave: interval files
+    /// repeat one timestamp for every queue.
+    last_time: (Vec<u8>, Vec<u8>),
+    last_instant: Option<(UtcMillis, Parts)>,
+}
+
+impl RowReader {
+    pub fn new(layout: Layout, width: usize, format: &Format, zone: SourceTimeZone) -> RowReader {
+        RowReader {
+            layout,
+            width,
+            cells: Cells {
+                encoding: format.encoding,
+                decimal_comma: format.decimal_comma,
+                missing_values: format.missing_values,
+                duration_format: format.duration_format,
+                timestamp_format: format.timestamp_format.clone(),
+                date_format: format.date_format.clone(),
+                time_format: format.time_format.clone(),
+                clock: Clock::new(zone),
+                keep_queue_text: true,
+                last_time: (Vec::new(), Vec::new()),
+                last_instant: None,
+            },
+        }
+    }
+
+    /// The same reader for a checking pass whose records are dropped: where the layout
+    /// allows it, queue texts are validated but not copied.
+    pub fn checking(mut self) -> RowReader {
+        self.cells.keep_queue_text = match &self.layout {
+            Layout::Intervals(_) => false,
+            Layout::Contacts(columns) => columns.contacts_as != ContactsAs::Events,
+            Layout::Statuses(_) => true,
+        };
+        self
+    }
+
+    /// Converts one row. `chains` holds the open spans of `span = "start-only"`.
+    pub fn convert(&mut self, row: &ByteRecord, chains: &mut Chains) -> Result<Output, RowError> {
+        if row.len() < self.width {
+            return Err(RowError {
+                column: Some(row.len()),
+                value: String::new(),
+                expected: format!(
+                    "at least {} columns, found {} (is the line truncated?)",
+                    self.width,
+                    row.len()
+                ),
+            });
+        }
+        match &self.layout {
+            Layout::Intervals(columns) => self.cells.interval(columns, row),
+            Layout::Contacts(columns) => self.cells.contact(columns, row),
+            Layout::Statuses(columns) => self.cells.status(columns, row, chains),
+        }
+    }
+}
+
+impl Cells {
+    fn text<'r>(&self, row: &'r ByteRecord, column: usize) -> Result<Cow<'r, str>, RowError> {
+        let bytes = format::trim(&row[column]);
+        match self.encoding.decode(bytes) {
+            Some(Cow::Borrowed(text)) => Ok(Cow::Borrowed(text)),
+            Some(Cow::Owned(text)) => Ok(Cow::Owned(text)),
+            None => Err(RowError::cell(
+                column,
+                bytes,
+                format!("text in {}", self.encoding.name()),
+            )),
+        }
+    }
+
+    fn identifier(&self, row: &ByteRecord, column: usize) -> Result<RString, RowError> {
+        let text = self.text(row, column)?;
+        if text.is_empty() {
+            return Err(RowError::cell(
+                column,
+                b"",
+                "an identifier, found an empty cell",
+            ));
+        }
+        Ok(RString::from(text.as_ref()))
+    }
+
+    fn queue(
+        &self,
+        columns: &QueueColumns,
+        row: &ByteRecord,
+    ) -> Result<(RString, RString, Channel), RowError> {
+        let (queue_id, queue_name) = if self.keep_queue_text {
+            let queue_id = self.identifier(row, columns.queue)?;
+            let queue_name = match columns.queue_name {
+                Some(column) => RString::from(self.text(row, column)?.as_ref()),
+                None => queue_id.clone(),
+            };
+            (queue_id, queue_name)
+        } else {
+            if self.text(row, columns.queue)?.is_empty() {
+                return Err(RowError::cell(
+                    columns.queue,
+                    b"",
+                    "an identifier, found an empty cell",
+                ));
+            }
+            if let Some(column) = columns.queue_name {
+                self.text(row, column)?;
+            }
+            (RString::new(), RString::new())
+        };
+        let channel = match columns.channel_column {
+            Some(column) => {
+                let bytes = format::trim(&row[column]);
+                let name = std::str::from_utf8(bytes)
+                    .ok()
+                    .map(str::to_ascii_lowercase)
+                    .unwrap_or_default();
+                Channel::from_name(&name).ok_or_else(|| {
+                    RowError::cell(
+                        column,
+                        bytes,
+                        format!("a channel: one of {}", Channel::known_names().join(", ")),
+                    )
+                })?
+            }
+            None => columns.channel,
+        };
+        Ok((queue_id, queue_name, channel))
+    }
+
+    /// A count cell; `None` for an empty cell (a missing value).
+    fn count(&self, row: &ByteRecord, column: usize) -> Result<Option<u32>, RowError> {
+        let bytes = &row[column];
+        if format::trim(bytes).is_empty() {
+            return Ok(None);
+        }
+        format::parse_count(bytes)
+            .map(Some)
+            .ok_or_else(|| RowError::cell(column, bytes, "a whole number >= 0"))
+    }
+
+    fn duration(&self, row: &ByteRecord, column: usize) -> Result<Option<f64>, RowError> {
+        let bytes = &row[column];
+        if format::trim(bytes).is_empty() {
+            return Ok(None);
+        }
+        let (value, expected) = match self.duration_format {
+            DurationFormat::Secs => (
+                format::parse_decimal(bytes, self.decimal_comma),
+                if self.decimal_comma {
+                    "a number of seconds >= 0 with a decimal comma"
+                } else {
+                    "a number of seconds >= 0"
+                },
+            ),
+            DurationFormat::Clock => (
+                format::parse_clock_duration(bytes),
+                "a duration as hh:mm:ss or mm:ss",
+            ),
+        };
+        value
+            .map(Some)
+            .ok_or_else(|| RowError::cell(column, bytes, expected))
+    }
+
+    /// The UTC instant and local parts of a point in time.
+    fn instant(
+        &mut self,
+        row: &ByteRecord,
+        time: &TimeColumns<usize>,
+    ) -> Result<(UtcMillis, Parts), RowError> {
+        let (first, second): (&[u8], &[u8]) = match *time {
+            TimeColumns::Timestamp(column) => (&row[column], b""),
+            TimeColumns::DateAndTime(date, time) => (&row[date], &row[time]),
+        };
+        if let Some(cached) = self.last_instant {
+            if self.last_time.0 == first && self.last_time.1 == second {
+                return Ok(cached);
+            }
+        }
+        let instant = self.read_instant(row, time)?;
+        self.last_time.0.clear();
+        self.last_time.0.extend_from_slice(first);
+        self.last_time.1.clear();
+        self.last_time.1.extend_from_slice(second);
+        self.last_instant = Some(instant);
+        Ok(instant)
+    }
+
+    fn read_instant(
+        &mut self,
+        row: &ByteRecord,
+        time: &TimeColumns<usize>,
+    ) -> Result<(UtcMillis, Parts), RowError> {
+        match *time {
+            TimeColumns::Timestamp(column) => {
+                let bytes = &row[column];
+                let format = self
+                    .timestamp_format
+                    .as_ref()
+                    .expect("open() requires timestamp_format with a timestamp column");
+                if format.unix {
+                    let seconds = format::parse_unix_seconds(bytes).ok_or_else(|| {
+                        RowError::cell(column, bytes, "Unix seconds (a whole number)")
+                    })?;
+                    let instant = UtcMillis(seconds.saturating_mul(1000));
+                    let parts = self
+                        .clock
+                        .local_parts(instant)
+                        .map_err(|message| RowError::cell(column, bytes, message))?;
+                    return Ok((instant, parts));
+                }
+                let parts = format.read(bytes).ok_or_else(|| {
+                    RowError::cell(
+                        column,
+                        bytes,
+                        format!("a date and time like {}", format.text),
+                    )
+                })?;
+                let instant = self
+                    .clock
+                    .utc_of(parts)
+                    .map_err(|message| RowError::cell(column, bytes, message))?;
+                Ok((instant, parts))
+            }
+            TimeColumns::DateAndTime(date_column, time_column) => {
+                let date_format = self
+                    .date_format
+                    .as_ref()
+                    .expect("open() requires date_format with a date column");
+                let time_format = self
+                    .time_format
+                    .as_ref()
+                    .expect("open() requires time_format with a time column");
+                let date_bytes = &row[date_column];
+                let date = date_format.read(date_bytes).ok_or_else(|| {
+                    RowError::cell(
+                        date_column,
+                        date_bytes,
+                        format!("a date like {}", date_format.text),
+                    )
+                })?;
+                let time_bytes = &row[time_column];
+                let time = time_format.read(time_bytes).ok_or_else(|| {
+                    RowError::cell(
+                        time_column,
+                        time_bytes,
+                        format!("a time like {}", time_format.text),
+                    )
+                })?;
+                let parts = Parts {
+                    year: date.year,
+                    month: date.month,
+                    day: date.day,
+                    hour: time.hour,
+                    minute: time.minute,
+                    second: time.second,
+                };
+                let instant = self
+                    .clock
+                    .utc_of(parts)
+                    .map_err(|message| RowError::cell(date_column, date_bytes, message))?;
+                Ok((instant, parts))
+            }
+        }
+    }
+
+    fn interval(
+        &mut self,
+        columns: &IntervalColumns,
+        row: &ByteRecord,
+    ) -> Result<Output, RowError> {
+        let offered = self.count(row, columns.offered)?;
+        let handled = self.count(row, columns.handled)?;
+        let abandoned = match columns.abandoned {
+            Some(column) => self.count(row, column)?,
+            None => Some(0),
+        };
+        let handle_time = match columns.handle_time_column {
+            Some(column) => self.duration(row, column)?,
+            None => Some(0.0),
+        };
+        // Configured value columns and whether each is empty; unconfigured ones are
+        // `None` and do not count.
+        let cells = [
+            Some((columns.offered, offered.is_none())),
+            Some((columns.handled, handled.is_none())),
+            columns
+                .abandoned
+                .map(|column| (column, abandoned.is_none())),
+            columns
+                .handle_time_column
+                .map(|column| (column, handle_time.is_none())),
+        ];
+        if let Some(column) = self.missing_value(&cells)? {
+            return Err(RowError::cell(
+                column,
+                b"",
+                "a value: with missing_values = \"no-data\" a row has all its values or none",
+            ));
+        }
+        if self.missing_values == MissingValues::NoData
+            && cells.iter().flatten().all(|(_, missing)| *missing)
+        {
+            return Ok(Output::Nothing);
+        }
+        let (offered, handled, abandoned) = (
+            offered.unwrap_or(0),
+            handled.unwrap_or(0),
+            abandoned.unwrap_or(0),
+        );
+        let (queue_id, queue_name, channel) = self.queue(&columns.queue, row)?;
+        let time_column = match columns.time {
+            TimeColumns::Timestamp(column) | TimeColumns::DateAndTime(_, column) => column,
+        };
+        let (start, parts) = self.instant(row, &columns.time)?;
+        let minute_of_day = u32::from(parts.hour as u8) * 60 + u32::from(parts.minute as u8);
+        if parts.second != 0 || minute_of_day % columns.interval_minutes != 0 {
+            return Err(RowError::cell(
+                time_column,
+                &row[time_column],
+                format!(
+                    "the start of a {}-minute interval (local time on a multiple of {} minutes)",
+                    columns.interval_minutes, columns.interval_minutes
+                ),
+            ));
+        }
+        let handle_time = handle_time.unwrap_or(0.0);
+        let handle_time_secs = match columns.handle_time {
+            HandleTime::Total => handle_time,
+            HandleTime::Average => handle_time * f64::from(handled),
+        };
+        Ok(Output::Interval(QueueInterval {
+            queue_id,
+            queue_name,
+            channel,
+            start,
+            interval_minutes: columns.interval_minutes,
+            offered,
+            handled,
+            abandoned,
+            handle_time_secs,
+            extras: RVec::new(),
+        }))
+    }
+
+    /// With `missing_values = "no-data"`: a row with some values missing and some present
+    /// is bad; gives the first missing column then. With `zero` nothing is missing.
+    fn missing_value(&self, cells: &[Option<(usize, bool)>]) -> Result<Option<usize>, RowError> {
+        if self.missing_values == MissingValues::Zero {
+            return Ok(None);
+        }
+        let n_cells = cells.iter().flatten().count();
+        let n_missing = cells
+            .iter()
+            .flatten()
+            .filter(|(_, missing)| *missing)
+            .count();
+        if n_missing == 0 || n_missing == n_cells {
+            return Ok(None);
+        }
+        Ok(cells
+            .iter()
+            .flatten()
+            .find(|(_, missing)| *missing)
+            .map(|(column, _)| *column))
+    }
+
+    fn contact(&mut self, columns: &ContactColumns, row: &ByteRecord) -> Result<Output, RowError> {
+        let (queue_id, queue_name, channel) = self.queue(&columns.queue, row)?;
+        let (timestamp, _) = self.instant(row, &columns.time)?;
+        let handled_bytes = &row[columns.handled];
+        let handled = format::parse_flag(handled_bytes).ok_or_else(|| {
+            RowError::cell(
+                columns.handled,
+                handled_bytes,
+                "whether the contact was handled: 1/0, true/false, yes/no or y/n",
+            )
+        })?;
+        let duration_secs = match columns.duration {
+            Some(column) => self.duration(row, column)?.unwrap_or(0.0),
+            None => 0.0,
+        };
+        match columns.contacts_as {
+            ContactsAs::Events => {
+                let contact_id = match columns.contact_id {
+                    Some(column) => {
+                        let text = self.text(row, column)?;
+                        if text.is_empty() {
+                            ROption::RNone
+                        } else {
+                            ROption::RSome(RString::from(text.as_ref()))
+                        }
+                    }
+                    None => ROption::RNone,
+                };
+                Ok(Output::Contact(ContactEvent {
+                    queue_id,
+                    queue_name,
+                    channel,
+                    timestamp,
+                    offered: true,
+                    handled,
+                    duration_secs,
+                    contact_id,
+                }))
+            }
+            ContactsAs::Intervals => {
+                let start_ms = self
+                    .clock
+                    .interval_start(timestamp, columns.interval_minutes)
+                    .map_err(|message| RowError {
+                        column: None,
+                        value: String::new(),
+                        expected: message,
+                    })?;
+                Ok(Output::ContactForInterval {
+                    key: IntervalKey {
+                        start_ms,
+                        queue_id: queue_id.into_string(),
+                        queue_name: queue_name.into_string(),
+                        channel: channel.0,
+                    },
+                    handled,
+                    duration_secs,
+                })
+            }
+        }
+    }
+
+    fn status(
+        &mut self,
+        columns: &StatusColumns,
+        row: &ByteRecord,
+        chains: &mut Chains,
+    ) -> Result<Output, RowError> {
+        let agent_id = self.identifier(row, columns.agent)?;
+        let activity_id = self.identifier(row, columns.activity)?;
+        let activity_name = match columns.activity_name {
+            Some(column) => {
+                let text = self.text(row, column)?;
+                (!text.is_empty()).then(|| text.into_owned())
+            }
+            None => None,
+        };
+        let (start, _) = self.instant(row, &columns.start)?;
+        let start_column = match columns.start {
+            TimeColumns::Timestamp(column) | TimeColumns::DateAndTime(column, _) => column,
+        };
+        match columns.span {
+            SpanType::StartEnd => {
+                let end_spec = columns
+                    .end
+                    .as_ref()
+                    .expect("open() requires end columns for span = \"start-end\"");
+                let end_column = match end_spec {
+                    TimeColumns::Timestamp(column) | TimeColumns::DateAndTime(column, _) => *column,
+                };
+                let end_is_empty = match end_spec {
+                    TimeColumns::Timestamp(column) => format::trim(&row[*column]).is_empty(),
+                    TimeColumns::DateAndTime(date, time) => {
+                        format::trim(&row[*date]).is_empty() && format::trim(&row[*time]).is_empty()
+                    }
+                };
+                let end = if end_is_empty {
+                    None
+                } else {
+                    let (end, _) = self.instant(row, end_spec)?;
+                    if end < start {
+                        return Err(RowError::cell(
+                            end_column,
+                            &row[end_column],
+                            format!("an end at or after the start {start}"),
+                        ));
+                    }
+                    Some(end)
+                };
+                Ok(Output::Status(AgentStatus {
+                    agent_id,
+                    activity_id,
+                    activity_name: activity_name.map(RString::from).into(),
+                    start,
+                    end: end.into(),
+                }))
+            }
+            SpanType::StartDuration => {
+                let column = columns
+                    .duration
+                    .expect("open() requires a duration column for span = \"start-duration\"");
+                let seconds = self.duration(row, column)?.ok_or_else(|| {
+                    RowError::cell(column, b"", "a duration, found an empty cell")
+                })?;
+                let end = UtcMillis(start.0 + (seconds * 1000.0).round() as i64);
+                Ok(Output::Status(AgentStatus {
+                    agent_id,
+                    activity_id,
+                    activity_name: activity_name.map(RString::from).into(),
+                    start,
+                    end: ROption::RSome(end),
+                }))
+            }
+            SpanType::StartOnly => {
+                let is_logoff = columns
+                    .logoff_activities
+                    .iter()
+                    .any(|logoff| logoff == activity_id.as_str());
+                let previous = match chains.get(agent_id.as_str()) {
+                    Some(previous) if previous.start_ms > start.0 => {
+                        return Err(RowError::cell(
+                            start_column,
+                            &row[start_column],
+                            format!(
+                                "a start at or after {}, when the agent's previous status began (rows of one agent in time order)",
+                                UtcMillis(previous.start_ms)
+                            ),
+                        ))
+                    }
+                    _ => chains.remove(agent_id.as_str()),
+                };
+                if !is_logoff {
+                    chains.insert(
+                        agent_id.to_string(),
+                        OpenSpan {
+                            activity_id: activity_id.to_string(),
+                            activity_name,
+                            start_ms: start.0,
+                        },
+                    );
+                }
+                Ok(match previous {
+                    Some(previous) => Output::Status(AgentStatus {
+                        agent_id,
+                        activity_id: previous.activity_id.into(),
+                        activity_name: previous.activity_name.map(RString::from).into(),
+                        start: UtcMillis(previous.start_ms),
+                        end: ROption::RSome(start),
+                    }),
+                    None => Output::Nothing,
+                })
+            }
+        }
+    }
+}
+
+/// Local time to UTC through the connector's time zone, with a one-entry cache: interval
+/// files repeat the same timestamp for every queue.
+struct Clock {
+    zone: SourceTimeZone,
+    last: Option<(Parts, UtcMillis)>,
+}
+
+impl Clock {
+    fn new(zone: SourceTimeZone) -> Clock {
+        Clock { zone, last: None }
+    }
+
+    fn utc_of(&mut self, parts: Parts) -> Result<UtcMillis, String> {
+        if let Some((last_parts, instant)) = self.last {
+            if last_parts == parts {
+                return Ok(instant);
+            }
+        }
+        let local = jiff::civil::DateTime::new(
+            parts.year,
+            parts.month,
+            parts.day,
+            parts.hour,
+            parts.minute,
+            parts.second,
+            0,
+        )
+        .map_err(|_| {
+            format!(
+                "a valid date and time, not {:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                parts.year, parts.month, parts.day, parts.hour, parts.minute, parts.second
+            )
+        })?;
+        let instant = self
+            .zone
+            .to_utc(local)
+            .map_err(|error| format!("a local time the DST policy accepts ({})", error.message))?;
+        self.last = Some((parts, instant));
+        Ok(instant)
+    }
+
+    fn local_parts(&self, instant: UtcMillis) -> Result<Parts, String> {
+        let local = self
+            .zone
+            .to_local(instant)
+            .map_err(|error| format!("a time in range ({})", error.message))?;
+        Ok(Parts {
+            year: local.year(),
+            month: local.month(),
+            day: local.day(),
+            hour: local.hour(),
+            minute: local.minute(),
+            second: local.second(),
+        })
+    }
+
+    /// The start of the interval holding `instant`, on local interval boundaries but
+    /// computed on the UTC time line, so the two repeated autumn hours stay apart.
+    fn interval_start(&self, instant: UtcMillis, interval_minutes: u32) -> Result<i64, String> {
+        let parts = self.local_parts(instant)?;
+        let into_interval_ms = (i64::from(parts.hour) * 60 + i64::from(parts.minute))
+            % i64::from(interval_minutes)
+            * 60_000
+            + i64::from(parts.second) * 1000
+            + instant.0.rem_euclid(1000);
+        Ok(instant.0 - into_interval_ms)
+    }
+}

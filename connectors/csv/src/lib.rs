@@ -1,0 +1,1240 @@
+//! The CSV connector: PhoneLink and TimeLink from CSV files dropped into an import folder.
+//!
+//! # Brief overview
+//!
+//! [`CsvConnector`] reads each configured stream (`phonelink`, `timelink`) incrementally
+//! from its import folder. A read takes the ready files oldest first. Each new file is
+//! first checked in one streaming pass that computes its SHA-256 and, with
+//! `on_bad_row = "reject-file"`, converts every row (so a bad row on line 9 million
+//! rejects the file before any of its records reach the host). Then the file is read in
+//! pages of at most `max_records` records; the page's position (byte offset and line) is
+//! part of the connector's state, so a restart resumes where the host's last stored page
+//! ended. `commit(state)` is the only place a file is moved to the archive, deleted, or
+//! moved to the error folder with its report.
+//!
+//! Data flow: [`files`] finds ready files and keeps the state, [`reader`] turns a file into
+//! rows of raw bytes, [`layout`] turns a row into a record, [`format`] reads cells.
+
+pub mod files;
+pub mod format;
+pub mod layout;
+pub mod reader;
+pub mod settings;
+
+use acdlink_connector_api::{
+    sdk::{Connector, OpenContext},
+    time::SourceTimeZone,
+    Channel, CheckReport, ConnectorError, DiscoveredItem, DiscoveredQueue, Discovery, Manifest,
+    QueueInterval, RString, RVec, ReadBatch, ReadMode, ReadRequest, Records, Reject, StreamKind,
+    UtcMillis,
+};
+use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTED_ROWS};
+use layout::{
+    Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
+};
+use reader::{FileStart, ReadAhead};
+use settings::{
+    config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
+    PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
+};
+use std::{collections::BTreeMap, fs::File, path::Path, time::Duration};
+
+acdlink_connector_api::register_builtin!(CsvConnector);
+
+/// `discover` looks into at most this many files (the newest) per stream ...
+const DISCOVER_FILES: usize = 20;
+/// ... and at most this many rows of each.
+const DISCOVER_ROWS: usize = 10_000;
+
+/// One configured stream: where its files are, their format and layout.
+struct Stream {
+    /// `phonelink` or `timelink`: the settings table, and the stream named in the state.
+    name: &'static str,
+    folders: Folders,
+    format: Format,
+    spec: LayoutSpec,
+}
+
+impl Stream {
+    /// The layout's columns in a file that begins as `start` says. A file without a
+    /// single line (not even its header) is an empty import, not a bad file.
+    fn resolve(&self, start: &FileStart) -> Result<(layout::Layout, usize), String> {
+        if self.format.header && start.header.is_none() {
+            return Ok(self.spec.resolve_for_empty_file());
+        }
+        self.spec.resolve(start.header.as_deref())
+    }
+
+    fn is_aggregated(&self) -> bool {
+        matches!(
+            self.spec,
+            LayoutSpec::Contacts {
+                contacts_as: ContactsAs::Intervals,
+                ..
+            }
+        )
+    }
+}
+
+/// The reader of the file being paged, kept between pages of one instance so that the
+/// next page continues without opening and seeking.
+struct Live {
+    stream: &'static str,
+    checksum: String,
+    rows: ReadAhead,
+    row_reader: RowReader,
+    header: Option<Vec<String>>,
+}
+
+/// The intervals summed from a contact file, kept between its pages.
+struct Aggregated {
+    checksum: String,
+    intervals: Vec<QueueInterval>,
+    rejects: Vec<Reject>,
+}
+
+/// An opened CSV connector.
+pub struct CsvConnector {
+    phonelink: Option<Stream>,
+    timelink: Option<Stream>,
+    on_bad_row: OnBadRow,
+    settle: Duration,
+    timezone: SourceTimeZone,
+    live: Option<Live>,
+    aggregated: Option<Aggregated>,
+}
+
+/// What the checking pass found in a file.
+struct Scan {
+    checksum: String,
+    n_bytes: u64,
+    /// The file cannot be read at all (e.g. a named column is not in the header).
+    failure: Option<String>,
+    bad_rows: Vec<String>,
+    n_bad_rows: u64,
+    rejects: Vec<Reject>,
+    start: Option<FileStart>,
+    intervals: Vec<QueueInterval>,
+}
+
+impl Connector for CsvConnector {
+    type Settings = Settings;
+
+    fn manifest() -> Manifest {
+        Manifest::new("csv", "CSV files", "acdlink", env!("CARGO_PKG_VERSION"))
+            .description("PhoneLink and TimeLink from CSV files dropped into an import folder")
+            .stream(StreamKind::PHONELINK_INTERVALS, ReadMode::INCREMENTAL)
+            .stream(StreamKind::PHONELINK_CONTACTS, ReadMode::INCREMENTAL)
+            .stream(StreamKind::TIMELINK, ReadMode::INCREMENTAL)
+            .setting(
+                "phonelink",
+                "table: import_dir, layout, columns, format, ...",
+                false,
+            )
+            .setting(
+                "timelink",
+                "table: import_dir, span, columns, format, ...",
+                false,
+            )
+            .setting(
+                "archive_dir",
+                "where imported files are moved (default <import_dir>/archive)",
+                false,
+            )
+            .setting(
+                "error_dir",
+                "where failed files and reports go (default <import_dir>/error)",
+                false,
+            )
+            .setting("after_import", "keep | move | delete (default move)", false)
+            .setting(
+                "on_bad_row",
+                "reject-file | skip-row (default reject-file)",
+                false,
+            )
+            .setting(
+                "settle_secs",
+                "seconds a file must be unmodified before it is read (default 10)",
+                false,
+            )
+            .setting(
+                "repeated_hour",
+                "earlier | later | reject (default earlier)",
+                false,
+            )
+            .setting(
+                "missing_hour",
+                "shift-forward | reject (default shift-forward)",
+                false,
+            )
+    }
+
+    fn open(settings: Settings, context: &OpenContext) -> Result<Self, ConnectorError> {
+        if settings.phonelink.is_none() && settings.timelink.is_none() {
+            return Err(ConnectorError::config(
+                "invalid settings: expected a `phonelink` or a `timelink` table (or both), found neither",
+            ));
+        }
+        let folders = |import_dir: &Path, prefix: &str| -> Result<Folders, ConnectorError> {
+            let archive_dir = settings
+                .archive_dir
+                .clone()
+                .unwrap_or_else(|| import_dir.join("archive"));
+            let error_dir = settings
+                .error_dir
+                .clone()
+                .unwrap_or_else(|| import_dir.join("error"));
+            for (key, dir) in [("archive_dir", &archive_dir), ("error_dir", &error_dir)] {
+                if dir == import_dir {
+                    return Err(config_error(
+                        key,
+                        &format!("a folder other than `{prefix}.import_dir`"),
+                        dir.display(),
+                    ));
+                }
+            }
+            Ok(Folders {
+                import_dir: import_dir.to_path_buf(),
+                archive_dir,
+                error_dir,
+                after_import: settings.after_import,
+            })
+        };
+        let phonelink = settings
+            .phonelink
+            .as_ref()
+            .map(|phonelink| -> Result<Stream, ConnectorError> {
+                let format = phonelink.format.resolve("phonelink")?;
+                let spec = phonelink_spec(phonelink, &format)?;
+                Ok(Stream {
+                    name: "phonelink",
+                    folders: folders(&phonelink.import_dir, "phonelink")?,
+                    format,
+                    spec,
+                })
+            })
+            .transpose()?;
+        let timelink = settings
+            .timelink
+            .as_ref()
+            .map(|timelink| -> Result<Stream, ConnectorError> {
+                let format = timelink.format.resolve("timelink")?;
+                let spec = timelink_spec(timelink, &format)?;
+                Ok(Stream {
+                    name: "timelink",
+                    folders: folders(&timelink.import_dir, "timelink")?,
+                    format,
+                    spec,
+                })
+            })
+            .transpose()?;
+        Ok(CsvConnector {
+            phonelink,
+            timelink,
+            on_bad_row: settings.on_bad_row,
+            settle: Duration::from_secs(settings.settle_secs),
+            timezone: context.timezone.clone().with_policy(settings.dst_policy()),
+            live: None,
+            aggregated: None,
+        })
+    }
+
+    fn check(&mut self) -> Result<CheckReport, ConnectorError> {
+        let mut parts = Vec::new();
+        for stream in [&self.phonelink, &self.timelink].into_iter().flatten() {
+            let dir = &stream.folders.import_dir;
+            let ready = files::ready_files(dir, self.settle)?;
+            parts.push(format!(
+                "{}: {} ({} file(s) ready)",
+                stream.name,
+                dir.display(),
+                ready.len()
+            ));
+        }
+        Ok(CheckReport {
+            message: parts.join("; ").into(),
+        })
+    }
+
+    fn discover(&mut self) -> Result<Discovery, ConnectorError> {
+        // The source knows what its files hold: look into the newest files waiting in the
+        // import folder and in the archive, a bounded number of rows each.
+        let mut queues = BTreeMap::new();
+        let mut agents = std::collections::BTreeSet::new();
+        let mut activities = BTreeMap::new();
+        for stream in [&self.phonelink, &self.timelink].into_iter().flatten() {
+            let mut candidates = files::ready_files(&stream.folders.import_dir, self.settle)?;
+            if let Ok(archived) = files::ready_files(&stream.folders.archive_dir, Duration::ZERO) {
+                candidates.extend(archived);
+            }
+            candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.modified_ns));
+            for candidate in candidates.iter().take(DISCOVER_FILES) {
+                let Ok(file) = File::open(&candidate.path) else {
+                    continue;
+                };
+                let Ok((mut rows, start)) = reader::start(file, &stream.format) else {
+                    continue;
+                };
+                let Ok((layout, width)) = stream.resolve(&start) else {
+                    continue;
+                };
+                let mut row_reader =
+                    RowReader::new(layout, width, &stream.format, self.timezone.clone());
+                let mut chains = Chains::new();
+                for _ in 0..DISCOVER_ROWS {
+                    if !rows.advance().unwrap_or(false) {
+                        break;
+                    }
+                    if rows.is_skipped(&stream.format) {
+                        continue;
+                    }
+                    match row_reader.convert(&rows.row, &mut chains) {
+                        // Files are looked at newest first: the newest name of a queue
+                        // is the one listed.
+                        Ok(Output::Interval(record)) => {
+                            queues
+                                .entry((record.queue_id.into_string(), record.channel.0))
+                                .or_insert_with(|| record.queue_name.into_string());
+                        }
+                        Ok(Output::Contact(record)) => {
+                            queues
+                                .entry((record.queue_id.into_string(), record.channel.0))
+                                .or_insert_with(|| record.queue_name.into_string());
+                        }
+                        Ok(Output::ContactForInterval { key, .. }) => {
+                            queues
+                                .entry((key.queue_id, key.channel))
+                                .or_insert(key.queue_name);
+                        }
+                        Ok(Output::Status(record)) => {
+                            agents.insert(record.agent_id.into_string());
+                            let name = record.activity_name.into_option().map(RString::into_string);
+                            activities
+                                .entry(record.activity_id.into_string())
+                                .or_insert(name);
+                        }
+                        Ok(Output::Nothing) | Err(_) => {}
+                    }
+                }
+                // Start-only chains: the statuses still open are activities too.
+                for (agent, span) in chains {
+                    agents.insert(agent);
+                    activities
+                        .entry(span.activity_id)
+                        .or_insert(span.activity_name);
+                }
+            }
+        }
+        Ok(Discovery {
+            queues: queues
+                .into_iter()
+                .map(|((id, channel), name)| DiscoveredQueue {
+                    id: id.into(),
+                    name: name.into(),
+                    channel: Channel(channel),
+                })
+                .collect(),
+            agents: agents
+                .into_iter()
+                .map(|id| DiscoveredItem {
+                    name: id.as_str().into(),
+                    id: id.into(),
+                })
+                .collect(),
+            activities: activities
+                .into_iter()
+                .map(|(id, name)| DiscoveredItem {
+                    name: name.unwrap_or_else(|| id.clone()).into(),
+                    id: id.into(),
+                })
+                .collect(),
+        })
+    }
+
+    fn read(&mut self, request: &ReadRequest) -> Result<ReadBatch, ConnectorError> {
+        let stream_kind = request.stream;
+        let stream = match stream_kind {
+            StreamKind::PHONELINK_INTERVALS => self.phonelink.as_ref().filter(|stream| {
+                !matches!(
+                    stream.spec.phonelink_layout(),
+                    Some((_, ContactsAs::Events))
+                )
+            }),
+            StreamKind::PHONELINK_CONTACTS => self.phonelink.as_ref().filter(|stream| {
+                matches!(
+                    stream.spec.phonelink_layout(),
+                    Some((PhoneLinkLayout::Contacts, ContactsAs::Events))
+                )
+            }),
+            StreamKind::TIMELINK => self.timelink.as_ref(),
+            other => {
+                return Err(ConnectorError::unsupported(format!(
+                    "the csv connector cannot read {other}"
+                )))
+            }
+        };
+        let Some(stream) = stream else {
+            // Declared but not configured: nothing to read, and no state to keep.
+            let records = Records::empty(stream_kind).expect("a stream this version knows");
+            return Ok(ReadBatch::last(records));
+        };
+        let stream_name = stream.name;
+        let mut state = match (
+            request.cursor.as_ref().into_option(),
+            request.state.as_ref().into_option(),
+        ) {
+            (Some(cursor), _) => State::from_bytes(cursor.as_bytes())?,
+            (None, Some(state)) => State::from_bytes(state.as_slice())?,
+            (None, None) => State {
+                stream: stream_name.to_string(),
+                ..State::default()
+            },
+        };
+        if request.cursor.is_none() {
+            prune_reports(&mut state, &stream.folders);
+        }
+        let max_records = request.max_records.max(1) as usize;
+        if state.current.is_none() && !self.pick_next(stream_kind, &mut state)? {
+            let mut batch =
+                ReadBatch::last(Records::empty(stream_kind).expect("a stream this version knows"));
+            batch.state = Some(RVec::from(state.to_json().into_bytes())).into();
+            return Ok(batch);
+        }
+        let (records, rejects) = if self.stream(stream_kind).is_aggregated() {
+            self.page_aggregated(stream_kind, &mut state, max_records)?
+        } else {
+            self.page_rows(stream_kind, &mut state, max_records)?
+        };
+        let json = state.to_json();
+        Ok(ReadBatch {
+            records,
+            // Always continue: the next page reads on in this file or looks for the next.
+            next_cursor: Some(RString::from(json.as_str())).into(),
+            state: Some(RVec::from(json.into_bytes())).into(),
+            rejects: RVec::from(rejects),
+        })
+    }
+
+    fn commit(&mut self, state: &[u8]) -> Result<(), ConnectorError> {
+        let state = State::from_bytes(state)?;
+        let stream = match state.stream.as_str() {
+            "phonelink" => self.phonelink.as_ref(),
+            "timelink" => self.timelink.as_ref(),
+            _ => None,
+        };
+        match stream {
+            Some(stream) => stream.folders.dispose(&state),
+            // A state stored before the stream was removed from the settings: the host
+            // commits it again, and there is nothing left to do for it.
+            None => Ok(()),
+        }
+    }
+}
+
+/// Drops reports from the state once they are written (the file left the import folder,
+/// or its report is in the error folder), so the state does not grow with them.
+fn prune_reports(state: &mut State, folders: &Folders) {
+    for file in &mut state.files {
+        if file.report.is_none() {
+            continue;
+        }
+        let suffix = match file.outcome {
+            Outcome::Failed => "error.txt",
+            Outcome::Imported | Outcome::Duplicate => "rejects.txt",
+        };
+        let is_written = folders
+            .error_dir
+            .join(files::report_name(&file.name, suffix))
+            .exists();
+        if is_written || !files::is_unchanged(&folders.import_dir.join(&file.name), file) {
+            file.report = None;
+        }
+    }
+}
+
+fn time_columns(
+    prefix: &str,
+    names: [&str; 3],
+    timestamp: &Option<ColumnRef>,
+    date: &Option<ColumnRef>,
+    time: &Option<ColumnRef>,
+    format: &Format,
+    format_prefix: &str,
+) -> Result<TimeColumns<ColumnRef>, ConnectorError> {
+    let key = |name: &str| format!("{prefix}.columns.{name}");
+    let columns = match (timestamp, date, time) {
+        (Some(timestamp), None, None) => {
+            if format.timestamp_format.is_none() {
+                return Err(config_error(
+                    &format!("{format_prefix}.format.timestamp_format"),
+                    &format!(
+                        "a format for column `{}`, e.g. \"YYYY-MM-DD hh:mm:ss\" or \"unix\"",
+                        key(names[0])
+                    ),
+                    "nothing",
+                ));
+            }
+            TimeColumns::Timestamp(timestamp.clone())
+        }
+        (None, Some(date), Some(time)) => {
+            if format.date_format.is_none() || format.time_format.is_none() {
+                return Err(config_error(
+                    &format!("{format_prefix}.format.date_format"),
+                    "both `date_format` and `time_format` when date and time are in two columns",
+                    "nothing",
+                ));
+            }
+            TimeColumns::DateAndTime(date.clone(), time.clone())
+        }
+        _ => {
+            return Err(config_error(
+                &key(names[0]),
+                &format!(
+                    "either `{}` (date and time in one column) or both `{}` and `{}`",
+                    key(names[0]),
+                    key(names[1]),
+                    key(names[2])
+                ),
+                "another combination",
+            ))
+        }
+    };
+    Ok(columns)
+}
+
+fn required(
+    key: &str,
+    column: &Option<ColumnRef>,
+    what: &str,
+) -> Result<ColumnRef, ConnectorError> {
+    column
+        .clone()
+        .ok_or_else(|| config_error(key, what, "nothing"))
+}
+
+/// Named columns need a header row.
+fn check_named_columns<'a>(
+    prefix: &str,
+    format: &Format,
+    columns: impl IntoIterator<Item = (&'a str, &'a Option<ColumnRef>)>,
+) -> Result<(), ConnectorError> {
+    if format.header {
+        return Ok(());
+    }
+    for (name, column) in columns {
+        if let Some(ColumnRef::Name(header_name)) = column {
+            return Err(config_error(
+                &format!("{prefix}.columns.{name}"),
+                &format!("a column number, because `{prefix}.format.header` is false"),
+                format!("the name {header_name:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn phonelink_spec(
+    settings: &PhoneLinkSettings,
+    format: &Format,
+) -> Result<LayoutSpec, ConnectorError> {
+    if ![15, 30, 60].contains(&settings.interval_minutes) {
+        return Err(config_error(
+            "phonelink.interval_minutes",
+            "15, 30 or 60",
+            settings.interval_minutes,
+        ));
+    }
+    let channel = parse_channel("phonelink.channel", &settings.channel)?;
+    let columns = &settings.columns;
+    let queue_column = Some(columns.queue.clone());
+    check_named_columns(
+        "phonelink",
+        format,
+        [
+            ("queue", &queue_column),
+            ("queue_name", &columns.queue_name),
+            ("channel", &columns.channel),
+            ("timestamp", &columns.timestamp),
+            ("date", &columns.date),
+            ("time", &columns.time),
+            ("offered", &columns.offered),
+            ("handled", &columns.handled),
+            ("abandoned", &columns.abandoned),
+            ("handle_time", &columns.handle_time),
+            ("duration", &columns.duration),
+            ("contact_id", &columns.contact_id),
+        ],
+    )?;
+    let time = time_columns(
+        "phonelink",
+        ["timestamp", "date", "time"],
+        &columns.timestamp,
+        &columns.date,
+        &columns.time,
+        format,
+        "phonelink",
+    )?;
+    let queue = QueueSpec {
+        queue: columns.queue.clone(),
+        queue_name: columns.queue_name.clone(),
+        channel_column: columns.channel.clone(),
+        channel,
+    };
+    Ok(match settings.layout {
+        PhoneLinkLayout::Intervals => LayoutSpec::Intervals {
+            interval_minutes: settings.interval_minutes,
+            handle_time: settings.handle_time,
+            queue,
+            time,
+            offered: required(
+                "phonelink.columns.offered",
+                &columns.offered,
+                "the column of offered contacts",
+            )?,
+            handled: required(
+                "phonelink.columns.handled",
+                &columns.handled,
+                "the column of handled contacts",
+            )?,
+            abandoned: columns.abandoned.clone(),
+            handle_time_column: columns.handle_time.clone(),
+        },
+        PhoneLinkLayout::Contacts => LayoutSpec::Contacts {
+            interval_minutes: settings.interval_minutes,
+            contacts_as: settings.contacts_as,
+            queue,
+            time,
+            handled: required(
+                "phonelink.columns.handled",
+                &columns.handled,
+                "the column saying whether a contact was handled",
+            )?,
+            duration: columns.duration.clone(),
+            contact_id: columns.contact_id.clone(),
+        },
+    })
+}
+
+fn timelink_spec(
+    settings: &TimeLinkSettings,
+    format: &Format,
+) -> Result<LayoutSpec, ConnectorError> {
+    let columns = &settings.columns;
+    let agent = Some(columns.agent.clone());
+    let activity = Some(columns.activity.clone());
+    check_named_columns(
+        "timelink",
+        format,
+        [
+            ("agent", &agent),
+            ("activity", &activity),
+            ("activity_name", &columns.activity_name),
+            ("start", &columns.start),
+            ("start_date", &columns.start_date),
+            ("start_time", &columns.start_time),
+            ("end", &columns.end),
+            ("end_date", &columns.end_date),
+            ("end_time", &columns.end_time),
+            ("duration", &columns.duration),
+        ],
+    )?;
+    let start = time_columns(
+        "timelink",
+        ["start", "start_date", "start_time"],
+        &columns.start,
+        &columns.start_date,
+        &columns.start_time,
+        format,
+        "timelink",
+    )?;
+    let end = match settings.span {
+        SpanType::StartEnd => Some(time_columns(
+            "timelink",
+            ["end", "end_date", "end_time"],
+            &columns.end,
+            &columns.end_date,
+            &columns.end_time,
+            format,
+            "timelink",
+        )?),
+        _ => None,
+    };
+    let duration = match settings.span {
+        SpanType::StartDuration => Some(required(
+            "timelink.columns.duration",
+            &columns.duration,
+            "the duration column, because `timelink.span` is \"start-duration\"",
+        )?),
+        _ => None,
+    };
+    if settings.span != SpanType::StartOnly && !settings.logoff_activities.is_empty() {
+        return Err(config_error(
+            "timelink.logoff_activities",
+            "no logoff activities unless `timelink.span` is \"start-only\"",
+            format!("{:?}", settings.logoff_activities),
+        ));
+    }
+    Ok(LayoutSpec::Statuses {
+        span: settings.span,
+        logoff_activities: settings.logoff_activities.clone(),
+        agent: columns.agent.clone(),
+        activity: columns.activity.clone(),
+        activity_name: columns.activity_name.clone(),
+        start,
+        end,
+        duration,
+    })
+}
+
+/// Where a row is: `file:line:column`, the column 1-based, with its header name.
+fn column_label(column: Option<usize>, header: Option<&[String]>) -> String {
+    match column {
+        None => "-".to_string(),
+        Some(index) => match header.and_then(|header| header.get(index)) {
+            Some(name) => format!("{} ({name})", index + 1),
+            None => format!("{}", index + 1),
+        },
+    }
+}
+
+fn reject_for(name: &str, line: u64, error: &RowError, header: Option<&[String]>) -> Reject {
+    let column = column_label(error.column, header);
+    Reject {
+        position: format!("{name}:{line}:{column}").into(),
+        message: describe(error).into(),
+    }
+}
+
+fn describe(error: &RowError) -> String {
+    if error.column.is_some() {
+        format!("found {:?}, expected {}", error.value, error.expected)
+    } else {
+        format!("expected {}", error.expected)
+    }
+}
+
+/// One line of a report: `line 9, column 4 (Offered): found "x", expected ...`.
+fn report_line(line: u64, error: &RowError, header: Option<&[String]>) -> String {
+    format!(
+        "line {line}, column {}: {}",
+        column_label(error.column, header),
+        describe(error)
+    )
+}
+
+/// The text of `<file>.error.txt` / `<file>.rejects.txt`.
+fn report_text(file: &FileEntry, headline: &str, lines: &[String], n_bad_rows: u64) -> String {
+    let mut text = format!(
+        "file: {}\nsha256: {}\nresult: {headline}\n",
+        file.name, file.checksum
+    );
+    text.push('\n');
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    let n_listed = lines.len() as u64;
+    if n_bad_rows > n_listed {
+        text.push_str(&format!(
+            "... and {} more bad row(s), not listed\n",
+            n_bad_rows - n_listed
+        ));
+    }
+    text
+}
+
+impl CsvConnector {
+    fn stream(&self, stream_kind: StreamKind) -> &Stream {
+        let stream = if stream_kind == StreamKind::TIMELINK {
+            &self.timelink
+        } else {
+            &self.phonelink
+        };
+        stream
+            .as_ref()
+            .expect("read() checked that the stream is configured")
+    }
+
+    /// Finds the next file to read: skips files already finished, records duplicates and
+    /// rejected files in `state`, and makes the first good new file `state.current`.
+    /// `false` when no file is left.
+    fn pick_next(
+        &mut self,
+        stream_kind: StreamKind,
+        state: &mut State,
+    ) -> Result<bool, ConnectorError> {
+        let stream = self.stream(stream_kind);
+        let candidates = files::ready_files(&stream.folders.import_dir, self.settle)?;
+        for candidate in candidates {
+            if state.knows_file(&candidate) {
+                continue;
+            }
+            let Some(scan) = self.scan(stream_kind, &candidate, &state.open_spans)? else {
+                continue;
+            };
+            let mut file = FileEntry {
+                name: candidate.name.clone(),
+                size: candidate.size,
+                modified_ns: candidate.modified_ns,
+                checksum: scan.checksum.clone(),
+                outcome: Outcome::Imported,
+                report: None,
+            };
+            if state.knows_content(&scan.checksum) {
+                file.outcome = Outcome::Duplicate;
+                state.files.push(file);
+                continue;
+            }
+            if let Some(failure) = scan.failure {
+                file.report = Some(report_text(
+                    &file,
+                    "rejected, nothing imported: the file cannot be read",
+                    &[failure],
+                    1,
+                ));
+                file.outcome = Outcome::Failed;
+                state.files.push(file);
+                continue;
+            }
+            if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
+                file.report = Some(report_text(
+                    &file,
+                    &format!(
+                        "rejected, nothing imported: {} bad row(s) (on_bad_row = \"reject-file\")",
+                        scan.n_bad_rows
+                    ),
+                    &scan.bad_rows,
+                    scan.n_bad_rows,
+                ));
+                file.outcome = Outcome::Failed;
+                state.files.push(file);
+                continue;
+            }
+            let start = scan.start.as_ref();
+            let mut progress = Progress {
+                byte: start.map_or(0, |start| start.data_byte),
+                line: start.map_or(1, |start| start.data_line),
+                index: 0,
+                n_bad_rows: 0,
+                bad_rows: Vec::new(),
+                file,
+            };
+            if self.stream(stream_kind).is_aggregated() {
+                progress.n_bad_rows = scan.n_bad_rows;
+                progress.bad_rows = scan.bad_rows;
+                self.aggregated = Some(Aggregated {
+                    checksum: scan.checksum,
+                    intervals: scan.intervals,
+                    rejects: scan.rejects,
+                });
+            }
+            state.current = Some(progress);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The checking pass over a new file: its checksum and, where the policy or the
+    /// layout needs it, every row converted. `None` when the file changed during the pass
+    /// (still being written: it is looked at again next time).
+    fn scan(
+        &self,
+        stream_kind: StreamKind,
+        candidate: &Candidate,
+        open_spans: &Chains,
+    ) -> Result<Option<Scan>, ConnectorError> {
+        let stream = self.stream(stream_kind);
+        let path = &candidate.path;
+        let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
+        let convert_rows = self.on_bad_row == OnBadRow::RejectFile || stream.is_aggregated();
+        if !convert_rows {
+            let (checksum, n_bytes) = match reader::checksum(path) {
+                Ok(checksum) => checksum,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(cannot_read(error)),
+            };
+            // Where the rows begin (after the header): the first page starts there.
+            let file = File::open(path).map_err(cannot_read)?;
+            let (_, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
+            return Ok((n_bytes == candidate.size).then_some(Scan {
+                checksum,
+                n_bytes,
+                failure: None,
+                bad_rows: Vec::new(),
+                n_bad_rows: 0,
+                rejects: Vec::new(),
+                start: Some(start),
+                intervals: Vec::new(),
+            }));
+        }
+        let file = match File::open(path) {
+            Ok(file) => file,
+            // Taken away since the folder was listed: nothing to read.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(cannot_read(error)),
+        };
+        // The checksum is computed on a second thread from its own handle while this one
+        // converts the rows: the pass takes as long as the slower of the two, not both.
+        std::thread::scope(|scope| {
+            let hasher = scope.spawn(|| reader::checksum(path));
+            let converted = self.convert_file(stream, candidate, file, open_spans);
+            let (checksum, n_bytes) = hasher
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .map_err(cannot_read)?;
+            let mut scan = converted?;
+            scan.checksum = checksum;
+            scan.n_bytes = n_bytes;
+            Ok((n_bytes == candidate.size).then_some(scan))
+        })
+    }
+
+    /// The converting half of the checking pass: every row converted, bad rows collected,
+    /// contacts summed.
+    fn convert_file(
+        &self,
+        stream: &Stream,
+        candidate: &Candidate,
+        file: File,
+        open_spans: &Chains,
+    ) -> Result<Scan, ConnectorError> {
+        let path = &candidate.path;
+        let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
+        let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
+        let mut scan = Scan {
+            checksum: String::new(),
+            n_bytes: 0,
+            failure: None,
+            bad_rows: Vec::new(),
+            n_bad_rows: 0,
+            rejects: Vec::new(),
+            start: None,
+            intervals: Vec::new(),
+        };
+        match stream.resolve(&start) {
+            Err(problem) => {
+                let line = if stream.format.header {
+                    start.data_line.saturating_sub(1).max(1)
+                } else {
+                    1
+                };
+                scan.failure = Some(format!("line {line} (header): {problem}"));
+            }
+            Ok((layout, width)) => {
+                let mut row_reader =
+                    RowReader::new(layout, width, &stream.format, self.timezone.clone()).checking();
+                let mut chains = open_spans.clone();
+                let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
+                let header = start.header.as_deref();
+                let mut rows = ReadAhead::spawn(rows);
+                while rows.advance().map_err(cannot_read)? {
+                    if reader::is_skipped(rows.row(), &stream.format) {
+                        continue;
+                    }
+                    match row_reader.convert(rows.row(), &mut chains) {
+                        Ok(Output::ContactForInterval {
+                            key,
+                            handled,
+                            duration_secs,
+                        }) => {
+                            let sum = sums.entry(key).or_insert((0, 0, 0.0));
+                            sum.0 += 1;
+                            if handled {
+                                sum.1 += 1;
+                                sum.2 += duration_secs;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            scan.n_bad_rows += 1;
+                            if scan.bad_rows.len() < MAX_REPORTED_ROWS {
+                                let line = rows.line();
+                                scan.bad_rows.push(report_line(line, &error, header));
+                                scan.rejects.push(reject_for(
+                                    &candidate.name,
+                                    line,
+                                    &error,
+                                    header,
+                                ));
+                            }
+                        }
+                    }
+                }
+                let interval_minutes = match &stream.spec {
+                    LayoutSpec::Contacts {
+                        interval_minutes, ..
+                    } => *interval_minutes,
+                    _ => 0,
+                };
+                scan.intervals = sums
+                    .into_iter()
+                    .map(
+                        |(key, (offered, handled, handle_time_secs))| QueueInterval {
+                            queue_id: key.queue_id.into(),
+                            queue_name: key.queue_name.into(),
+                            channel: Channel(key.channel),
+                            start: UtcMillis(key.start_ms),
+                            interval_minutes,
+                            offered,
+                            handled,
+                            abandoned: offered - handled,
+                            handle_time_secs,
+                            extras: RVec::new(),
+                        },
+                    )
+                    .collect();
+            }
+        }
+        scan.start = Some(start);
+        Ok(scan)
+    }
+
+    /// One page of a row-per-record layout from `state.current`.
+    fn page_rows(
+        &mut self,
+        stream_kind: StreamKind,
+        state: &mut State,
+        max_records: usize,
+    ) -> Result<(Records, Vec<Reject>), ConnectorError> {
+        let progress = state
+            .current
+            .as_mut()
+            .expect("page_rows is called with a current file");
+        // Borrows the stream's field only, so that `self.live` can change below.
+        let stream = if stream_kind == StreamKind::TIMELINK {
+            &self.timelink
+        } else {
+            &self.phonelink
+        }
+        .as_ref()
+        .expect("read() checked that the stream is configured");
+        let stream_name = stream.name;
+        let path = stream.folders.import_dir.join(&progress.file.name);
+        let is_live = self.live.as_ref().is_some_and(|live| {
+            live.stream == stream_name
+                && live.checksum == progress.file.checksum
+                && live.rows.next_byte() == progress.byte
+        });
+        if !is_live {
+            self.live = None;
+            if !files::is_unchanged(&path, &progress.file) {
+                return Err(ConnectorError::source_data(format!(
+                    "{} changed or disappeared while it was being imported (at line {}); put the complete file back or remove it from the state",
+                    path.display(),
+                    progress.line
+                )));
+            }
+            let cannot_read =
+                |error| files::io_error(format!("cannot read {}", path.display()), error);
+            let file = File::open(&path).map_err(cannot_read)?;
+            let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
+            match stream.resolve(&start) {
+                Ok((layout, width)) => {
+                    let rows = if start.data_byte == progress.byte {
+                        // `start` wraps the file in a BufReader already.
+                        rows
+                    } else {
+                        reader::resume(&path, &stream.format, progress.byte, progress.line)
+                            .map_err(cannot_read)?
+                    };
+                    self.live = Some(Live {
+                        stream: stream_name,
+                        checksum: progress.file.checksum.clone(),
+                        rows: ReadAhead::spawn(rows),
+                        row_reader: RowReader::new(
+                            layout,
+                            width,
+                            &stream.format,
+                            self.timezone.clone(),
+                        ),
+                        header: start.header,
+                    });
+                }
+                Err(problem) => {
+                    // Only with skip-row, where the file was not converted before.
+                    let mut file = progress.file.clone();
+                    file.outcome = Outcome::Failed;
+                    file.report = Some(report_text(
+                        &file,
+                        "rejected, nothing imported: the file cannot be read",
+                        &[format!(
+                            "line {} (header): {problem}",
+                            progress.line.saturating_sub(1).max(1)
+                        )],
+                        1,
+                    ));
+                    state.files.push(file);
+                    state.current = None;
+                    return Ok((
+                        Records::empty(stream_kind).expect("a known stream"),
+                        Vec::new(),
+                    ));
+                }
+            }
+        }
+        let format = &self.stream(stream_kind).format.clone();
+        let on_bad_row = self.on_bad_row;
+        let live = self.live.as_mut().expect("set above");
+        let capacity = max_records.min(8192);
+        let mut intervals = Vec::with_capacity(if stream_kind == StreamKind::PHONELINK_INTERVALS {
+            capacity
+        } else {
+            0
+        });
+        let mut contacts = Vec::with_capacity(if stream_kind == StreamKind::PHONELINK_CONTACTS {
+            capacity
+        } else {
+            0
+        });
+        let mut statuses = Vec::with_capacity(if stream_kind == StreamKind::TIMELINK {
+            capacity
+        } else {
+            0
+        });
+        let mut rejects = Vec::new();
+        let mut n_records = 0;
+        let mut at_end = false;
+        let file_name = progress.file.name.clone();
+        while n_records < max_records && rejects.len() < max_records {
+            let more = live.rows.advance().map_err(|error| {
+                files::io_error(format!("cannot read {}", path.display()), error)
+            })?;
+            if !more {
+                at_end = true;
+                break;
+            }
+            if reader::is_skipped(live.rows.row(), format) {
+                continue;
+            }
+            match live
+                .row_reader
+                .convert(live.rows.row(), &mut state.open_spans)
+            {
+                Ok(Output::Interval(record)) => {
+                    intervals.push(record);
+                    n_records += 1;
+                }
+                Ok(Output::Contact(record)) => {
+                    contacts.push(record);
+                    n_records += 1;
+                }
+                Ok(Output::Status(record)) => {
+                    statuses.push(record);
+                    n_records += 1;
+                }
+                Ok(Output::ContactForInterval { .. }) | Ok(Output::Nothing) => {}
+                Err(error) => {
+                    let line = live.rows.line();
+                    let header = live.header.as_deref();
+                    if on_bad_row == OnBadRow::RejectFile {
+                        let message = format!(
+                            "{file_name} changed after it was checked: {}",
+                            report_line(line, &error, header)
+                        );
+                        self.live = None;
+                        return Err(ConnectorError::source_data(message));
+                    }
+                    progress.n_bad_rows += 1;
+                    if progress.bad_rows.len() < MAX_REPORTED_ROWS {
+                        progress.bad_rows.push(report_line(line, &error, header));
+                    }
+                    rejects.push(reject_for(&file_name, line, &error, header));
+                }
+            }
+        }
+        progress.byte = live.rows.next_byte();
+        progress.line = live.rows.next_line();
+        if at_end {
+            self.live = None;
+            finish_file(state);
+        }
+        let records = match stream_kind {
+            StreamKind::PHONELINK_INTERVALS => Records::QueueIntervals(RVec::from(intervals)),
+            StreamKind::PHONELINK_CONTACTS => Records::ContactEvents(RVec::from(contacts)),
+            _ => Records::AgentStatuses(RVec::from(statuses)),
+        };
+        Ok((records, rejects))
+    }
+
+    /// One page of the intervals summed from a contact file.
+    fn page_aggregated(
+        &mut self,
+        stream_kind: StreamKind,
+        state: &mut State,
+        max_records: usize,
+    ) -> Result<(Records, Vec<Reject>), ConnectorError> {
+        let checksum = state
+            .current
+            .as_ref()
+            .expect("page_aggregated is called with a current file")
+            .file
+            .checksum
+            .clone();
+        if self
+            .aggregated
+            .as_ref()
+            .is_none_or(|aggregated| aggregated.checksum != checksum)
+        {
+            // A new instance (after a restart): sum the file again.
+            let progress = state.current.as_ref().expect("checked above");
+            let stream = self.stream(stream_kind);
+            let path = stream.folders.import_dir.join(&progress.file.name);
+            let candidate = Candidate {
+                name: progress.file.name.clone(),
+                size: progress.file.size,
+                modified_ns: progress.file.modified_ns,
+                path,
+            };
+            let scan = self
+                .scan(stream_kind, &candidate, &state.open_spans)?
+                .filter(|scan| scan.checksum == checksum)
+                .ok_or_else(|| {
+                    ConnectorError::source_data(format!(
+                        "{} changed while it was being imported",
+                        candidate.path.display()
+                    ))
+                })?;
+            self.aggregated = Some(Aggregated {
+                checksum,
+                intervals: scan.intervals,
+                rejects: scan.rejects,
+            });
+        }
+        let aggregated = self.aggregated.as_ref().expect("set above");
+        let progress = state.current.as_mut().expect("checked above");
+        let from = progress.index as usize;
+        let to = (from + max_records).min(aggregated.intervals.len());
+        let records = aggregated.intervals[from..to].to_vec();
+        let rejects = if from == 0 {
+            aggregated.rejects.clone()
+        } else {
+            Vec::new()
+        };
+        progress.index = to as u64;
+        if to >= aggregated.intervals.len() {
+            self.aggregated = None;
+            finish_file(state);
+        }
+        Ok((Records::QueueIntervals(RVec::from(records)), rejects))
+    }
+}
+
+/// Moves `state.current` into the finished files, with a report of its bad rows if any.
+fn finish_file(state: &mut State) {
+    let Some(progress) = state.current.take() else {
+        return;
+    };
+    let mut file = progress.file;
+    if progress.n_bad_rows > 0 {
+        file.report = Some(report_text(
+            &file,
+            &format!(
+                "imported without {} bad row(s) (on_bad_row = \"skip-row\")",
+                progress.n_bad_rows
+            ),
+            &progress.bad_rows,
+            progress.n_bad_rows,
+        ));
+    }
+    state.files.push(file);
+}

@@ -1,0 +1,293 @@
+//! The CSV connector end to end: files dropped into import folders go through the real
+//! binary (the built-in connector) to the strict reference receiver as exactly the
+//! expected intervals and statuses; the archive and error folders end up right; a
+//! restart imports nothing twice. And the connector as a plugin library, loaded from disk.
+
+use acdlink_tests::{
+    receiver::{Receiver, API_KEY},
+    stderr, Sandbox,
+};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+fn run_once(sandbox: &Sandbox) -> std::process::Output {
+    sandbox.acdlink_with_env(&["run", "--once"], &[("ACDLINK_E2E_KEY", API_KEY)])
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An Excel export in a German locale: Windows-1252, semicolons, decimal comma, CRLF.
+fn excel_export() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(
+        b"Warteschlange;Datum;Uhrzeit;Angeboten;Bearbeitet;Verloren;Bearbeitungszeit\r\n",
+    );
+    // "St\xf6rung" is "Störung" in Windows-1252.
+    bytes.extend_from_slice(b"St\xf6rung;31.03.2024;01:30;10;8;2;1440,5\r\n");
+    bytes.extend_from_slice(b"St\xf6rung;31.03.2024;03:00;4;4;0;600\r\n");
+    bytes.extend_from_slice(b"Vertrieb;31.03.2024;03:00;3;2;1;300\r\n");
+    bytes.extend_from_slice(b"\r\n\r\n");
+    bytes
+}
+
+struct Folders {
+    phonelink: PathBuf,
+    timelink: PathBuf,
+}
+
+fn setup(sandbox: &Sandbox, receiver: &Receiver) -> Folders {
+    let phonelink = sandbox.path().join("phonelink");
+    let timelink = sandbox.path().join("timelink");
+    std::fs::create_dir(&phonelink).unwrap();
+    std::fs::create_dir(&timelink).unwrap();
+    sandbox.write_config(&format!(
+        r#"[upload]
+type = "http"
+base_url = "{base_url}"
+api_key = {{ env = "ACDLINK_E2E_KEY" }}
+integration_configuration_id = 42
+
+[[connector]]
+name = "files"
+plugin = "csv"
+timezone = "Europe/Berlin"
+
+[connector.settings]
+settle_secs = 0
+
+[connector.settings.phonelink]
+import_dir = "{phonelink}"
+layout = "intervals"
+interval_minutes = 30
+
+[connector.settings.phonelink.format]
+separator = ";"
+encoding = "windows-1252"
+decimal_comma = true
+date_format = "DD.MM.YYYY"
+time_format = "hh:mm"
+
+[connector.settings.phonelink.columns]
+queue = "Warteschlange"
+date = "Datum"
+time = "Uhrzeit"
+offered = "Angeboten"
+handled = "Bearbeitet"
+abandoned = "Verloren"
+handle_time = "Bearbeitungszeit"
+
+[connector.settings.timelink]
+import_dir = "{timelink}"
+span = "start-only"
+logoff_activities = ["LOGOUT"]
+
+[connector.settings.timelink.format]
+timestamp_format = "YYYY-MM-DD hh:mm:ss"
+
+[connector.settings.timelink.columns]
+agent = "agent"
+activity = "activity"
+start = "start"
+"#,
+        base_url = receiver.base_url,
+        phonelink = phonelink.display(),
+        timelink = timelink.display(),
+    ));
+    Folders {
+        phonelink,
+        timelink,
+    }
+}
+
+#[test]
+fn csv_files_reach_the_receiver_as_exactly_the_expected_intervals_and_statuses() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    let folders = setup(&sandbox, &receiver);
+    std::fs::write(folders.phonelink.join("export.csv"), excel_export()).unwrap();
+    // A bad file: rejected whole, into the error folder untouched.
+    let bad = b"Warteschlange;Datum;Uhrzeit;Angeboten;Bearbeitet;Verloren;Bearbeitungszeit\r\nVertrieb;31.03.2024;04:00;3;2;1;300\r\nVertrieb;31.03.2024;04:30;drei;2;1;300\r\n";
+    std::fs::write(folders.phonelink.join("bad.csv"), bad).unwrap();
+    std::fs::write(
+        folders.timelink.join("agents.csv"),
+        "agent,activity,start\nanna,READY,2024-03-31 08:00:00\nanna,AUX,2024-03-31 08:20:00\nanna,LOGOUT,2024-03-31 09:00:00\n",
+    )
+    .unwrap();
+
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let (intervals, statuses, invalid) = receiver.with(|received| {
+        let values = |endpoint: &str| -> BTreeMap<String, serde_json::Value> {
+            received.items.get(endpoint).cloned().unwrap_or_default()
+        };
+        (
+            values("queue-intervals"),
+            values("agent-statuses"),
+            received.invalid.clone(),
+        )
+    });
+    assert!(invalid.is_empty(), "{invalid:?}");
+    let intervals: BTreeMap<String, (u64, u64, u64, f64)> = intervals
+        .into_iter()
+        .map(|(key, item)| {
+            (
+                format!("{key}|{}", item["queueName"].as_str().unwrap()),
+                (
+                    item["offered"].as_u64().unwrap(),
+                    item["handled"].as_u64().unwrap(),
+                    item["abandoned"].as_u64().unwrap(),
+                    item["handlingTime"].as_f64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    // 2024-03-31 is the spring DST day in Berlin: 01:30 CET is 00:30Z, 03:00 CEST 01:00Z.
+    assert_eq!(
+        intervals,
+        BTreeMap::from([
+            (
+                "Störung|calls|2024-03-31T00:30:00Z|Störung".to_string(),
+                (10, 8, 2, 1440.5)
+            ),
+            (
+                "Störung|calls|2024-03-31T01:00:00Z|Störung".to_string(),
+                (4, 4, 0, 600.0)
+            ),
+            (
+                "Vertrieb|calls|2024-03-31T01:00:00Z|Vertrieb".to_string(),
+                (3, 2, 1, 300.0)
+            ),
+        ])
+    );
+    let statuses: BTreeMap<String, (String, String)> = statuses
+        .into_iter()
+        .map(|(key, item)| {
+            (
+                key,
+                (
+                    item["activityIdentifier"].as_str().unwrap().to_string(),
+                    item["endTime"].as_str().unwrap_or("-").to_string(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        BTreeMap::from([
+            (
+                "anna|2024-03-31T06:00:00Z".to_string(),
+                ("READY".to_string(), "2024-03-31T06:20:00Z".to_string())
+            ),
+            (
+                "anna|2024-03-31T06:20:00Z".to_string(),
+                ("AUX".to_string(), "2024-03-31T07:00:00Z".to_string())
+            ),
+        ])
+    );
+
+    // The folders: imported files archived, the bad one in the error folder, byte for byte,
+    // with its report.
+    assert_eq!(names(&folders.phonelink), Vec::<String>::new());
+    assert_eq!(names(&folders.phonelink.join("archive")), ["export.csv"]);
+    assert_eq!(
+        std::fs::read(folders.phonelink.join("archive/export.csv")).unwrap(),
+        excel_export()
+    );
+    assert_eq!(
+        names(&folders.phonelink.join("error")),
+        ["bad.csv", "bad.csv.error.txt"]
+    );
+    assert_eq!(
+        std::fs::read(folders.phonelink.join("error/bad.csv")).unwrap(),
+        bad
+    );
+    let report =
+        std::fs::read_to_string(folders.phonelink.join("error/bad.csv.error.txt")).unwrap();
+    assert!(
+        report
+            .contains("line 3, column 4 (Angeboten): found \"drei\", expected a whole number >= 0"),
+        "{report}"
+    );
+    assert_eq!(names(&folders.timelink.join("archive")), ["agents.csv"]);
+
+    // The same content again under another name, and a second run: nothing is uploaded
+    // again, and the copy is archived.
+    let n_requests = receiver.with(|received| received.n_requests);
+    std::fs::write(folders.phonelink.join("export-copy.csv"), excel_export()).unwrap();
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(receiver.with(|received| received.n_requests), n_requests);
+    assert_eq!(
+        names(&folders.phonelink.join("archive")),
+        ["export-copy.csv", "export.csv"]
+    );
+    receiver.with(|received| {
+        for (endpoint, applications) in &received.applications {
+            assert!(
+                applications.values().all(|n| *n == 1),
+                "{endpoint}: applied more than once: {applications:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn the_csv_plugin_library_loads_from_disk_and_passes_the_conformance_kit() {
+    let sandbox = Sandbox::new();
+    sandbox.add_plugin("acdlink-connector-csv-plugin");
+    let import_dir = sandbox.path().join("import");
+    std::fs::create_dir(&import_dir).unwrap();
+    std::fs::write(import_dir.join("export.csv"), excel_export()).unwrap();
+    let registry = acdlink::registry::Registry::load(&acdlink::registry::LoadOptions {
+        plugin_dirs: vec![sandbox.plugin_dir()],
+        allow_insecure_plugins: false,
+        include_builtins: false,
+    });
+    let plugin = registry.find("csv").expect("the csv plugin loaded");
+    let settings = serde_json::json!({
+        "settle_secs": 0,
+        "after_import": "keep",
+        "phonelink": {
+            "import_dir": import_dir,
+            "layout": "intervals",
+            "format": {
+                "separator": ";", "encoding": "windows-1252", "decimal_comma": true,
+                "date_format": "DD.MM.YYYY", "time_format": "hh:mm"
+            },
+            "columns": {
+                "queue": "Warteschlange", "date": "Datum", "time": "Uhrzeit",
+                "offered": "Angeboten", "handled": "Bearbeitet", "abandoned": "Verloren",
+                "handle_time": "Bearbeitungszeit"
+            }
+        }
+    });
+    let window = acdlink_connector_api::TimeWindow::new(
+        acdlink_connector_api::UtcMillis(0),
+        acdlink_connector_api::UtcMillis(1),
+    );
+    let report = acdlink_connector_api::conformance::Conformance::new(&settings, window)
+        .timezone(acdlink_connector_api::time::SourceTimeZone::new("Europe/Berlin").unwrap())
+        .max_records(2)
+        .run_module(plugin.module)
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let intervals = report
+        .streams
+        .iter()
+        .find(|stream| stream.stream == acdlink_connector_api::StreamKind::PHONELINK_INTERVALS)
+        .expect("the intervals stream was checked");
+    assert_eq!(intervals.n_records, 3);
+}
