@@ -482,6 +482,23 @@ fn check_connector(
                 .into());
         }
     }
+    if connector.phonelink_form == Some(crate::config::PhoneLinkForm::Contacts)
+        && manifest
+            .read_mode(acdlink_connector_api::StreamKind::PHONELINK_CONTACTS)
+            .is_none()
+    {
+        return Err(config
+            .error_at_plugin(
+                connector,
+                format!(
+                    "connector `{}`: phonelink_form = \"contacts\", but the {} connector reads only {}",
+                    connector.name,
+                    manifest.kind,
+                    streams_of(manifest)
+                ),
+            )
+            .into());
+    }
     Session::open(
         &connector.name,
         plugin,

@@ -104,6 +104,7 @@ pub struct RawConnector {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub phonelink: Option<bool>,
+    pub phonelink_form: Option<PhoneLinkForm>,
     pub timelink: Option<bool>,
     /// The source's time zone.
     pub timezone: Option<Spanned<String>>,
@@ -139,6 +140,17 @@ pub struct RawMapping {
     pub activities: BTreeMap<String, String>,
     #[serde(default)]
     pub agents: BTreeMap<String, String>,
+}
+
+/// The form of PhoneLink to read from a connector that offers both: the WFM would count
+/// the same contacts twice if it got both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneLinkForm {
+    /// Queue intervals (`queue-intervals`).
+    Intervals,
+    /// Contact events (`contact-events`).
+    Contacts,
 }
 
 /// What happens to a record whose queue or agent has no mapping.
@@ -212,6 +224,8 @@ pub struct ConnectorConfig {
     pub enabled: bool,
     /// `None`: whatever the connector can read.
     pub phonelink: Option<bool>,
+    /// Which PhoneLink stream to read when the connector offers both (`None`: intervals).
+    pub phonelink_form: Option<PhoneLinkForm>,
     pub timelink: Option<bool>,
     pub timezone: SourceTimeZone,
     pub interval_minutes: u32,
@@ -343,6 +357,7 @@ impl ConnectorConfig {
             plugin_position: None,
             enabled: true,
             phonelink: None,
+            phonelink_form: None,
             timelink: None,
             timezone: SourceTimeZone::utc(),
             interval_minutes: defaults::INTERVAL_MINUTES,
@@ -669,6 +684,7 @@ impl Resolver<'_> {
             plugin_position: Some(line_and_column(self.text, raw.plugin.span().start)),
             enabled: raw.enabled,
             phonelink: raw.phonelink,
+            phonelink_form: raw.phonelink_form,
             timelink: raw.timelink,
             timezone,
             interval_minutes,

@@ -95,6 +95,18 @@ fn connector_table(connector: &ConnectorConfig) -> anyhow::Result<Table> {
         };
         table.insert(key.into(), shown);
     }
+    if let Some(form) = connector.phonelink_form {
+        table.insert(
+            "phonelink_form".into(),
+            Value::String(
+                match form {
+                    crate::config::PhoneLinkForm::Intervals => "intervals",
+                    crate::config::PhoneLinkForm::Contacts => "contacts",
+                }
+                .into(),
+            ),
+        );
+    }
     table.insert(
         "timezone".into(),
         Value::String(connector.timezone.name().to_string()),

@@ -4,7 +4,7 @@
 //! (`scheduler.rs`) runs these reads on blocking threads, each stream on its own schedule.
 
 use crate::{
-    config::{Config, ConnectorConfig, UploadConfig},
+    config::{Config, ConnectorConfig, PhoneLinkForm, UploadConfig},
     pipeline::{BodyFormat, Destination, ImportReport, Importer, PipelineError},
     registry::Registry,
     session::Session,
@@ -34,8 +34,8 @@ pub fn body_format(config: &Config) -> BodyFormat {
 }
 
 /// The streams of a connector that its configuration switches on. A connector that offers
-/// PhoneLink both per interval and per contact is read per interval: the WFM would count
-/// the same contacts twice otherwise.
+/// PhoneLink both per interval and per contact is read in one form only, intervals unless
+/// `phonelink_form = "contacts"`: the WFM would count the same contacts twice otherwise.
 pub fn enabled_streams(
     connector: &ConnectorConfig,
     manifest: &acdlink_connector_api::Manifest,
@@ -48,8 +48,14 @@ pub fn enabled_streams(
         .iter()
         .filter(|info| match info.stream {
             StreamKind::TIMELINK => connector.timelink != Some(false),
-            StreamKind::PHONELINK_INTERVALS => connector.phonelink != Some(false),
-            StreamKind::PHONELINK_CONTACTS => connector.phonelink != Some(false) && !has_intervals,
+            StreamKind::PHONELINK_INTERVALS => {
+                connector.phonelink != Some(false)
+                    && connector.phonelink_form != Some(PhoneLinkForm::Contacts)
+            }
+            StreamKind::PHONELINK_CONTACTS => {
+                connector.phonelink != Some(false)
+                    && (connector.phonelink_form == Some(PhoneLinkForm::Contacts) || !has_intervals)
+            }
             _ => false,
         })
         .map(|info| (info.stream, info.mode))

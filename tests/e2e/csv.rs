@@ -291,3 +291,104 @@ fn the_csv_plugin_library_loads_from_disk_and_passes_the_conformance_kit() {
         .expect("the intervals stream was checked");
     assert_eq!(intervals.n_records, 3);
 }
+
+#[test]
+fn contacts_sent_as_events_reach_the_receiver_when_the_configuration_asks_for_them() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    let import_dir = sandbox.path().join("contacts");
+    std::fs::create_dir(&import_dir).unwrap();
+    std::fs::write(
+        import_dir.join("calls.csv"),
+        "queue,time,answered,duration,id\r\nQ1,2024-03-04 08:00:05,1,100.5,c1\r\nQ1,2024-03-04 08:01:00,0,,c2\r\n",
+    )
+    .unwrap();
+    sandbox.write_config(&format!(
+        r#"[upload]
+type = "http"
+base_url = "{base_url}"
+api_key = {{ env = "ACDLINK_E2E_KEY" }}
+integration_configuration_id = 42
+
+[[connector]]
+name = "calls"
+plugin = "csv"
+timezone = "Europe/Berlin"
+phonelink_form = "contacts"
+
+[connector.settings]
+settle_secs = 0
+
+[connector.settings.phonelink]
+import_dir = "{import_dir}"
+layout = "contacts"
+contacts_as = "events"
+
+[connector.settings.phonelink.format]
+timestamp_format = "YYYY-MM-DD hh:mm:ss"
+
+[connector.settings.phonelink.columns]
+queue = "queue"
+timestamp = "time"
+handled = "answered"
+duration = "duration"
+contact_id = "id"
+"#,
+        base_url = receiver.base_url,
+        import_dir = import_dir.display(),
+    ));
+    let output = run_once(&sandbox);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let events: BTreeMap<String, serde_json::Value> = receiver.with(|received| {
+        received
+            .items
+            .get("contact-events")
+            .cloned()
+            .unwrap_or_default()
+    });
+    let summary: Vec<(String, String, bool, f64)> = events
+        .values()
+        .map(|event| {
+            (
+                event["contactIdentifier"].as_str().unwrap().to_string(),
+                event["timestamp"].as_str().unwrap().to_string(),
+                event["properties"]["handled"].as_bool().unwrap(),
+                event["properties"]["duration"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "c1".to_string(),
+                "2024-03-04T07:00:05Z".to_string(),
+                true,
+                100.5
+            ),
+            (
+                "c2".to_string(),
+                "2024-03-04T07:01:00Z".to_string(),
+                false,
+                0.0
+            ),
+        ]
+    );
+    assert!(receiver.with(|received| !received.items.contains_key("queue-intervals")));
+    assert_eq!(names(&import_dir.join("archive")), ["calls.csv"]);
+}
+
+#[test]
+fn an_unknown_phonelink_form_is_a_config_error_naming_the_choices() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "[[connector]]\nname = \"x\"\nplugin = \"demo\"\nphonelink_form = \"calls\"\n",
+    );
+    let output = sandbox.acdlink(&["config", "check"]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("unknown variant `calls`, expected `intervals` or `contacts`"),
+        "{}",
+        stderr(&output)
+    );
+}
