@@ -119,6 +119,7 @@ impl Importer<'_> {
                 },
                 state: None,
             };
+            log_rejects(&self.connector.name, stream, &batch.rejects);
             let page_report = self.store_batch(
                 stream,
                 &batch.records,
@@ -142,6 +143,19 @@ impl Importer<'_> {
         stream: StreamKind,
         destination: &mut Destination<'_>,
     ) -> Result<ImportReport, PipelineError> {
+        self.import_new_until(stream, destination, |_| false)
+            .map(|(report, _)| report)
+    }
+
+    /// [`Importer::import_new`] that ends the read after a stored page when `enough` says
+    /// so (the outbox is full). Every page is stored with its state and committed, so the
+    /// next read goes on from there. Returns whether it ended early.
+    pub fn import_new_until(
+        &mut self,
+        stream: StreamKind,
+        destination: &mut Destination<'_>,
+        enough: impl Fn(&Store) -> bool,
+    ) -> Result<(ImportReport, bool), PipelineError> {
         self.expect_mode(stream, ReadMode::INCREMENTAL)?;
         let stream_name = stream.to_string();
         let previous = self
@@ -163,6 +177,7 @@ impl Importer<'_> {
                 window_reached_ms: None,
                 state: state.clone(),
             };
+            log_rejects(&self.connector.name, stream, &batch.rejects);
             let page_report = self.store_batch(
                 stream,
                 &batch.records,
@@ -176,8 +191,9 @@ impl Importer<'_> {
                 self.session.commit(state)?;
             }
             match batch.next_cursor.into_option() {
+                Some(_) if enough(self.store) => return Ok((report, true)),
                 Some(cursor) => request.cursor = Some(cursor).into(),
-                None => return Ok(report),
+                None => return Ok((report, false)),
             }
         }
     }
@@ -261,5 +277,17 @@ impl Importer<'_> {
             }
         }
         Ok(report)
+    }
+}
+
+/// Logs what a connector rejected, with its position in the source: the first few of each
+/// page (the counts are in the import report and the summary).
+fn log_rejects(connector: &str, stream: StreamKind, rejects: &[acdlink_connector_api::Reject]) {
+    const SHOWN: usize = 20;
+    for reject in rejects.iter().take(SHOWN) {
+        tracing::warn!(connector, %stream, position = %reject.position, "rejected: {}", reject.message);
+    }
+    if rejects.len() > SHOWN {
+        tracing::warn!(connector, %stream, n_more = rejects.len() - SHOWN, "more rejected in this batch, not logged");
     }
 }

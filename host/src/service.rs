@@ -209,7 +209,14 @@ pub fn catch_up_stream(
         advance_checkpoint: true,
     };
     let Some(window) = window else {
-        outcome.report = importer.import_new(stream, &mut Destination::Outbox)?;
+        // A big file can hold more than the outbox may: the read ends after the page that
+        // fills it, and the next read goes on from the stored state.
+        let (report, full) =
+            importer.import_new_until(stream, &mut Destination::Outbox, |store| {
+                outbox_is_full(store).unwrap_or(false)
+            })?;
+        outcome.report = report;
+        outcome.outbox_full = full;
         return Ok(outcome);
     };
     for day in local_days(connector, window)? {

@@ -129,6 +129,11 @@ fn csv_files_reach_the_receiver_as_exactly_the_expected_intervals_and_statuses()
 
     let output = run_once(&sandbox);
     assert!(output.status.success(), "{}", stderr(&output));
+    // The rejected file is reported at once, with the bad row's position.
+    let text = stderr(&output);
+    assert!(text.contains("1 rejected"), "{text}");
+    assert!(text.contains("bad.csv:3:4 (Angeboten)"), "{text}");
+    assert!(text.contains("the whole file is rejected"), "{text}");
 
     let (intervals, statuses, invalid) = receiver.with(|received| {
         let values = |endpoint: &str| -> BTreeMap<String, serde_json::Value> {
@@ -391,4 +396,93 @@ fn an_unknown_phonelink_form_is_a_config_error_naming_the_choices() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn a_file_bigger_than_the_outbox_goes_through_in_pieces() {
+    let receiver = Receiver::start();
+    let sandbox = Sandbox::new();
+    let import_dir = sandbox.path().join("big");
+    std::fs::create_dir(&import_dir).unwrap();
+    // 20 queues x 150 intervals = 3000 rows; the outbox takes 1000 records at most.
+    let mut text = String::from("queue,start,offered,handled,abandoned,handle_time\n");
+    for interval in 0..150 {
+        let start = jiff::civil::date(2024, 3, 4)
+            .at(0, 0, 0, 0)
+            .checked_add(jiff::Span::new().minutes(15 * interval))
+            .unwrap();
+        for queue in 0..20 {
+            text.push_str(&format!(
+                "Q{queue},{},{},{},1,{}\n",
+                start.strftime("%Y-%m-%d %H:%M"),
+                10 + queue,
+                9 + queue,
+                60 * queue
+            ));
+        }
+    }
+    std::fs::write(import_dir.join("history.csv"), text).unwrap();
+    std::fs::write(
+        sandbox.path().join("acdlink.toml"),
+        format!(
+            r#"[host]
+state_dir = "state"
+max_outbox_records = 1000
+
+[upload]
+type = "http"
+base_url = "{base_url}"
+api_key = {{ env = "ACDLINK_E2E_KEY" }}
+integration_configuration_id = 42
+batch_size = 200
+
+[[connector]]
+name = "history"
+plugin = "csv"
+timezone = "UTC"
+max_records = 250
+
+[connector.settings]
+settle_secs = 0
+
+[connector.settings.phonelink]
+import_dir = "{import_dir}"
+layout = "intervals"
+interval_minutes = 15
+
+[connector.settings.phonelink.format]
+timestamp_format = "YYYY-MM-DD hh:mm"
+
+[connector.settings.phonelink.columns]
+queue = "queue"
+timestamp = "start"
+offered = "offered"
+handled = "handled"
+abandoned = "abandoned"
+handle_time = "handle_time"
+"#,
+            base_url = receiver.base_url,
+            import_dir = import_dir.display(),
+        ),
+    )
+    .unwrap();
+    let output = run_once(&sandbox);
+    let text = stderr(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("for uploads to make room in the outbox (1000 records at most)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("read 3000 record(s), enqueued 3000"),
+        "{text}"
+    );
+    receiver.with(|received| {
+        assert_eq!(received.items["queue-intervals"].len(), 3000);
+        assert!(received.invalid.is_empty());
+        for applications in received.applications.values() {
+            assert!(applications.values().all(|n| *n == 1));
+        }
+    });
+    assert_eq!(names(&import_dir.join("archive")), ["history.csv"]);
 }

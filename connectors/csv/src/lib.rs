@@ -102,6 +102,10 @@ pub struct CsvConnector {
     timezone: SourceTimeZone,
     live: Option<Live>,
     aggregated: Option<Aggregated>,
+    /// Why files picked during this read were rejected: handed to the host with the
+    /// read's batch, so that `acdlink read` and the service report them at once (the
+    /// error folder and its report follow at commit).
+    rejected_files: Vec<Reject>,
 }
 
 /// What the checking pass found in a file.
@@ -236,6 +240,7 @@ impl Connector for CsvConnector {
             timezone: context.timezone.clone().with_policy(settings.dst_policy()),
             live: None,
             aggregated: None,
+            rejected_files: Vec::new(),
         })
     }
 
@@ -398,13 +403,15 @@ impl Connector for CsvConnector {
             let mut batch =
                 ReadBatch::last(Records::empty(stream_kind).expect("a stream this version knows"));
             batch.state = Some(RVec::from(state.to_json().into_bytes())).into();
+            batch.rejects = std::mem::take(&mut self.rejected_files).into();
             return Ok(batch);
         }
-        let (records, rejects) = if self.stream(stream_kind).is_aggregated() {
+        let (records, mut rejects) = if self.stream(stream_kind).is_aggregated() {
             self.page_aggregated(stream_kind, &mut state, max_records)?
         } else {
             self.page_rows(stream_kind, &mut state, max_records)?
         };
+        rejects.splice(0..0, std::mem::take(&mut self.rejected_files));
         let json = state.to_json();
         Ok(ReadBatch {
             records,
@@ -785,7 +792,15 @@ impl CsvConnector {
                 state.files.push(file);
                 continue;
             }
-            if let Some(failure) = scan.failure {
+            if let Some(failure) = &scan.failure {
+                self.rejected_files.push(Reject {
+                    position: candidate.name.as_str().into(),
+                    message: format!(
+                        "file rejected, nothing imported: {failure}; it goes to the error folder with a report"
+                    )
+                    .into(),
+                });
+                let failure = failure.clone();
                 file.report = Some(report_text(
                     &file,
                     "rejected, nothing imported: the file cannot be read",
@@ -797,6 +812,18 @@ impl CsvConnector {
                 continue;
             }
             if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
+                // Each bad row (up to the report's limit), as the host counts rejects.
+                self.rejected_files
+                    .extend(scan.rejects.iter().map(|reject| {
+                        Reject {
+                            position: reject.position.clone(),
+                            message: format!(
+                                "{}; the whole file is rejected (on_bad_row = \"reject-file\")",
+                                reject.message
+                            )
+                            .into(),
+                        }
+                    }));
                 file.report = Some(report_text(
                     &file,
                     &format!(
