@@ -309,8 +309,10 @@ pub struct PhoneLinkSettings {
     pub columns: PhoneLinkColumns,
 }
 
+/// 15 minutes, like the host's `interval_minutes` default: a file of quarter hours read with
+/// the defaults must not be rejected as misaligned.
 fn default_interval_minutes() -> u32 {
-    30
+    15
 }
 
 fn default_channel() -> String {

@@ -16,7 +16,7 @@ fn basic_settings(folder: &Folder) -> Value {
         "settle_secs": 0,
         "phonelink": {
             "import_dir": folder.import_dir,
-            "layout": "intervals",
+            "layout": "intervals", "interval_minutes": 30,
             "format": { "timestamp_format": "YYYY-MM-DD hh:mm" },
             "columns": {
                 "queue": "queue", "queue_name": "name", "timestamp": "start",
@@ -68,7 +68,7 @@ fn excel_settings(folder: &Folder, encoding: &str) -> Value {
         "settle_secs": 0,
         "phonelink": {
             "import_dir": folder.import_dir,
-            "layout": "intervals",
+            "layout": "intervals", "interval_minutes": 30,
             "interval_minutes": 15,
             "handle_time": "average",
             "format": {
@@ -125,7 +125,7 @@ fn decimal_comma_settings(folder: &Folder) -> Value {
     json!({
         "settle_secs": 0,
         "phonelink": {
-            "import_dir": folder.import_dir, "layout": "intervals",
+            "import_dir": folder.import_dir, "layout": "intervals", "interval_minutes": 30,
             "format": {
                 "separator": ";", "encoding": "windows-1252", "decimal_comma": true,
                 "timestamp_format": "YYYY-MM-DD hh:mm"
@@ -295,7 +295,7 @@ fn dst_settings(folder: &Folder) -> Value {
     json!({
         "settle_secs": 0,
         "phonelink": {
-            "import_dir": folder.import_dir, "layout": "intervals",
+            "import_dir": folder.import_dir, "layout": "intervals", "interval_minutes": 30,
             "format": { "timestamp_format": "YYYY-MM-DD hh:mm" },
             "columns": { "queue": "queue", "timestamp": "start", "offered": "offered", "handled": "handled" }
         }
@@ -537,7 +537,7 @@ fn no_header_columns_by_number_skipped_lines_total_rows_and_no_data_rows() {
     let settings = json!({
         "settle_secs": 0,
         "phonelink": {
-            "import_dir": folder.import_dir, "layout": "intervals", "channel": "chats",
+            "import_dir": folder.import_dir, "layout": "intervals", "interval_minutes": 30, "channel": "chats",
             "format": {
                 "separator": "|", "header": false, "skip_lines": 2,
                 "skip_rows_containing": ["Total"], "missing_values": "no-data",
