@@ -306,6 +306,7 @@ async fn reader(
     let mut store = open_store(&shared).await?;
     let mut n_failures = 0u32;
     let mut last_reconciled_interval = None;
+    let mut last_pruned_day = None;
     loop {
         let (returned, paused) = blocking(store, {
             let name = connector.name.clone();
@@ -382,6 +383,35 @@ async fn reader(
                     if reach == Reach::Reconcile && !outcome.outbox_full && !outcome.stopped {
                         last_reconciled_interval = Some(interval);
                     }
+                    // Once a day: forget fingerprints no scheduled read looks at again,
+                    // so that the store does not grow for ever.
+                    let today = now_ms().div_euclid(86_400_000);
+                    if last_pruned_day != Some(today) {
+                        last_pruned_day = Some(today);
+                        let (returned, pruned) = blocking(store, {
+                            let name = connector.name.clone();
+                            let keep_days = prune_horizon_days(connector);
+                            move |store| {
+                                store.prune(
+                                    &name,
+                                    &stream.0.to_string(),
+                                    today - keep_days,
+                                    now_ms() - IMPORT_LOG_DAYS * 86_400_000,
+                                )
+                            }
+                        })
+                        .await;
+                        store = returned;
+                        match pruned {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::info!(connector = %connector.name, stream = %stream.0, n_rows = n, "pruned old fingerprints and import log")
+                            }
+                            Err(error) => {
+                                tracing::warn!(connector = %connector.name, %error, "cannot prune the store")
+                            }
+                        }
+                    }
                     if let Ok(total) = &mut summary.result {
                         total.add(&outcome.report);
                     }
@@ -421,6 +451,18 @@ async fn reader(
             return Ok(summary);
         }
     }
+}
+
+/// How long the import log is kept.
+const IMPORT_LOG_DAYS: i64 = 90;
+
+/// How many days of fingerprints a stream keeps: what a history import or reconciliation
+/// of this connector could read again (its history depth, at least a month, plus the
+/// reconciliation window and a day's margin for time zones).
+fn prune_horizon_days(connector: &ConnectorConfig) -> i64 {
+    i64::from(connector.history_days.max(31))
+        + i64::from(connector.reconcile_hours.div_ceil(24))
+        + 2
 }
 
 /// Waits until the uploader has made progress. `false` when it cannot (stalled, ended, or

@@ -668,6 +668,34 @@ impl Store {
         .map_err(self.sqlite())
     }
 
+    /// Forgets what no scheduled read will look at again: a stream's fingerprints of days
+    /// before `before_day` (UTC days since 1970) and its import log before
+    /// `log_before_ms`. Returns how many rows went.
+    pub fn prune(
+        &mut self,
+        connector: &str,
+        stream: &str,
+        before_day: i64,
+        log_before_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let sqlite = sqlite_error(&self.path);
+        let transaction = self.connection.transaction().map_err(&sqlite)?;
+        let n = transaction
+            .execute(
+                "DELETE FROM fingerprint_day WHERE connector = ?1 AND stream = ?2 AND day < ?3",
+                params![connector, stream, before_day],
+            )
+            .map_err(&sqlite)?
+            + transaction
+                .execute(
+                    "DELETE FROM import_log WHERE connector = ?1 AND stream = ?2 AND at_ms < ?3",
+                    params![connector, stream, log_before_ms],
+                )
+                .map_err(&sqlite)?;
+        transaction.commit().map_err(&sqlite)?;
+        Ok(n)
+    }
+
     /// Every stream whose last read failed.
     pub fn stream_errors(&self) -> Result<Vec<StreamError>, StoreError> {
         let mut statement = self
@@ -1033,6 +1061,33 @@ mod tests {
                 next_attempt_ms: 5_000,
                 last_error: "HTTP 503".to_string()
             })
+        );
+    }
+
+    #[test]
+    fn pruning_forgets_old_days_of_one_stream_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let mut read = outcome("hq", 900_000, &[]);
+        read.fingerprints = vec![fp(10, 1, 11), fp(20, 1, 11)];
+        store.store_read(&read).unwrap();
+        read.stream = "timelink".to_string();
+        store.store_read(&read).unwrap();
+        // Day 10 and the import log go; day 20 and the other stream stay.
+        assert_eq!(
+            store
+                .prune("hq", "phonelink-intervals", 15, i64::MAX)
+                .unwrap(),
+            2
+        );
+        let both = [fp(10, 1, 11), fp(20, 1, 11)];
+        assert_eq!(
+            store.unchanged("hq", "phonelink-intervals", &both).unwrap(),
+            [false, true]
+        );
+        assert_eq!(
+            store.unchanged("hq", "timelink", &both).unwrap(),
+            [true, true]
         );
     }
 
