@@ -16,6 +16,15 @@ fn run_once(sandbox: &Sandbox) -> std::process::Output {
     sandbox.acdlink_with_env(&["run", "--once"], &[("ACDLINK_E2E_KEY", API_KEY)])
 }
 
+/// The `[upload]` section for the reference receiver (ends with a newline, open for more
+/// keys).
+fn upload_section(receiver: &Receiver) -> String {
+    format!(
+        "[upload]\ntype = \"http\"\nbase_url = \"{}\"\napi_key = {{ env = \"ACDLINK_E2E_KEY\" }}\nintegration_configuration_id = 42\n",
+        receiver.base_url
+    )
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -54,12 +63,7 @@ fn setup(sandbox: &Sandbox, receiver: &Receiver) -> Folders {
     std::fs::create_dir(&phonelink).unwrap();
     std::fs::create_dir(&timelink).unwrap();
     sandbox.write_config(&format!(
-        r#"[upload]
-type = "http"
-base_url = "{base_url}"
-api_key = {{ env = "ACDLINK_E2E_KEY" }}
-integration_configuration_id = 42
-
+        r#"{upload}
 [[connector]]
 name = "files"
 plugin = "csv"
@@ -102,7 +106,7 @@ agent = "agent"
 activity = "activity"
 start = "start"
 "#,
-        base_url = receiver.base_url,
+        upload = upload_section(&receiver),
         phonelink = phonelink.display(),
         timelink = timelink.display(),
     ));
@@ -309,12 +313,7 @@ fn contacts_sent_as_events_reach_the_receiver_when_the_configuration_asks_for_th
     )
     .unwrap();
     sandbox.write_config(&format!(
-        r#"[upload]
-type = "http"
-base_url = "{base_url}"
-api_key = {{ env = "ACDLINK_E2E_KEY" }}
-integration_configuration_id = 42
-
+        r#"{upload}
 [[connector]]
 name = "calls"
 plugin = "csv"
@@ -339,7 +338,7 @@ handled = "answered"
 duration = "duration"
 contact_id = "id"
 "#,
-        base_url = receiver.base_url,
+        upload = upload_section(&receiver),
         import_dir = import_dir.display(),
     ));
     let output = run_once(&sandbox);
@@ -429,12 +428,7 @@ fn a_file_bigger_than_the_outbox_goes_through_in_pieces() {
 state_dir = "state"
 max_outbox_records = 1000
 
-[upload]
-type = "http"
-base_url = "{base_url}"
-api_key = {{ env = "ACDLINK_E2E_KEY" }}
-integration_configuration_id = 42
-batch_size = 200
+{upload}batch_size = 200
 
 [[connector]]
 name = "history"
@@ -461,7 +455,7 @@ handled = "handled"
 abandoned = "abandoned"
 handle_time = "handle_time"
 "#,
-            base_url = receiver.base_url,
+            upload = upload_section(&receiver),
             import_dir = import_dir.display(),
         ),
     )

@@ -24,6 +24,19 @@ fn run_once(sandbox: &Sandbox) -> std::process::Output {
     acdlink(sandbox, &["run", "--once"])
 }
 
+/// `acdlink run` (the service) in the background, its stderr to `stderr`.
+fn start_service(sandbox: &Sandbox, stderr: std::process::Stdio) -> std::process::Child {
+    Command::new(acdlink_tests::acdlink_binary())
+        .arg("--config")
+        .arg(sandbox.path().join("acdlink.toml"))
+        .arg("run")
+        .env("ACDLINK_E2E_KEY", API_KEY)
+        .env("RUST_BACKTRACE", "0")
+        .stderr(stderr)
+        .spawn()
+        .expect("start acdlink run")
+}
+
 /// `run --once` until it succeeds (retries wait for their backoff), at most `tries` times.
 fn run_until_done(sandbox: &Sandbox, tries: usize) {
     for _ in 0..tries {
@@ -292,15 +305,7 @@ fn kill_9_at_random_moments_loses_nothing_and_doubles_nothing() {
     let mut n_killed_while_uploading = 0;
     for round in 0..10 {
         let n_requests_before = receiver.with(|received| received.n_requests);
-        let mut child = Command::new(acdlink_tests::acdlink_binary())
-            .arg("--config")
-            .arg(sandbox.path().join("acdlink.toml"))
-            .args(["run"])
-            .env("ACDLINK_E2E_KEY", API_KEY)
-            .env("RUST_BACKTRACE", "0")
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start acdlink run");
+        let mut child = start_service(&sandbox, std::process::Stdio::null());
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -549,14 +554,7 @@ fn the_service_uploads_while_a_failing_connector_backs_off_and_stops_cleanly_on_
         pipeline_config(&receiver, 2, 3, 100)
     ));
     let log = sandbox.path().join("service.log");
-    let mut child = Command::new(acdlink_tests::acdlink_binary())
-        .arg("--config")
-        .arg(sandbox.path().join("acdlink.toml"))
-        .arg("run")
-        .env("ACDLINK_E2E_KEY", API_KEY)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start acdlink run");
+    let mut child = start_service(&sandbox, std::fs::File::create(&log).unwrap().into());
     // The demo's history arrives although `flaky` panics on every read.
     wait_until_received_settles(&receiver, Duration::from_secs(60));
     let status = Command::new("kill")
@@ -622,14 +620,7 @@ fn a_second_service_on_the_same_state_directory_is_refused() {
     let receiver = Receiver::start();
     let sandbox = Sandbox::new();
     sandbox.write_config(&pipeline_config(&receiver, 1, 2, 100));
-    let mut first = Command::new(acdlink_tests::acdlink_binary())
-        .arg("--config")
-        .arg(sandbox.path().join("acdlink.toml"))
-        .arg("run")
-        .env("ACDLINK_E2E_KEY", API_KEY)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start acdlink run");
+    let mut first = start_service(&sandbox, std::process::Stdio::null());
     wait_until_received_settles(&receiver, Duration::from_secs(60));
     let second = run_once(&sandbox);
     first.kill().unwrap();
