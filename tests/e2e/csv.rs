@@ -106,7 +106,7 @@ agent = "agent"
 activity = "activity"
 start = "start"
 "#,
-        upload = upload_section(&receiver),
+        upload = upload_section(receiver),
         phonelink = phonelink.display(),
         timelink = timelink.display(),
     ));
