@@ -142,13 +142,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(interactive: bool) -> Progress {
+    /// `waiting`: the records already in the outbox, which the upload bar counts too.
+    fn new(interactive: bool, waiting: u64) -> Progress {
         let bars = indicatif::MultiProgress::new();
         if !interactive {
             bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         let read = bars.add(progress_bar(0, "read  "));
-        let upload = bars.add(progress_bar(0, "upload"));
+        let upload = bars.add(progress_bar(waiting, "upload"));
         Progress {
             interactive,
             read,
@@ -158,8 +159,11 @@ impl Progress {
 }
 
 impl scheduler::Observer for Progress {
+    fn planned(&self, _connector: &str, _stream: StreamKind, n_days: usize) {
+        self.read.inc_length(n_days as u64);
+    }
+
     fn day(&self, connector: &str, stream: StreamKind, day: TimeWindow, report: &ImportReport) {
-        self.read.inc_length(1);
         self.read.inc(1);
         self.read.set_message(format!(
             "{connector} {stream} {}: {} read, {} new",
@@ -220,7 +224,10 @@ pub fn run(config: Config, registry: Registry, once: bool) -> anyhow::Result<()>
     let sink: Arc<dyn Sink> = Arc::from(sink(&config)?);
     let interactive = once && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let config = Arc::new(config);
-    let progress = Arc::new(Progress::new(interactive));
+    let progress = Arc::new(Progress::new(
+        interactive,
+        store.outbox_depth(None)?.n_records as u64,
+    ));
     let scheduler = Scheduler::new(
         Arc::clone(&config),
         Arc::new(registry),

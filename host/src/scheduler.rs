@@ -19,7 +19,7 @@ use crate::{
     config::{Config, ConnectorConfig},
     pipeline::ImportReport,
     registry::Registry,
-    service::{self, Reach, StreamOutcome},
+    service::{self, DayProgress, Reach, StreamOutcome},
     store::{now_ms, Store, StoreError},
     upload::{self, DrainReport, Sink},
 };
@@ -35,6 +35,8 @@ use tokio::sync::watch;
 
 /// What the scheduler tells whoever shows progress. Called from blocking threads.
 pub trait Observer: Send + Sync {
+    /// A read of a windowed stream will cover this many days.
+    fn planned(&self, _connector: &str, _stream: StreamKind, _n_days: usize) {}
     /// A day (or part of one) of a windowed stream was stored.
     fn day(&self, _connector: &str, _stream: StreamKind, _day: TimeWindow, _report: &ImportReport) {
     }
@@ -336,11 +338,14 @@ async fn reader(
                     let observer = Arc::clone(&shared.observer);
                     let name = connector.name.clone();
                     // Each stored day wakes the uploader: uploads run while reading goes on.
-                    let on_day = |day, report: &ImportReport| {
-                        if report.n_enqueued > 0 {
-                            enqueued.send_modify(|generation| *generation += 1);
+                    let on_progress = |progress: DayProgress<'_>| match progress {
+                        DayProgress::Planned(n_days) => observer.planned(&name, stream.0, n_days),
+                        DayProgress::Stored(day, report) => {
+                            if report.n_enqueued > 0 {
+                                enqueued.send_modify(|generation| *generation += 1);
+                            }
+                            observer.day(&name, stream.0, day, report);
                         }
-                        observer.day(&name, stream.0, day, report);
                     };
                     let outcome = service::catch_up_stream(
                         connector,
@@ -351,7 +356,7 @@ async fn reader(
                         stream,
                         reach,
                         &shared.stop_flag,
-                        &mut { on_day },
+                        &mut { on_progress },
                     )
                     .map_err(|error| format!("{error:#}"));
                     shared.observer.read(&name, stream.0, &outcome);

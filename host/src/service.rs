@@ -135,6 +135,15 @@ pub struct StreamOutcome {
     pub stopped: bool,
 }
 
+/// What a windowed read reports as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum DayProgress<'a> {
+    /// The read will cover this many (local) days.
+    Planned(usize),
+    /// A day (or part of one) was stored.
+    Stored(TimeWindow, &'a ImportReport),
+}
+
 /// How far back a read of a windowed stream starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reach {
@@ -159,7 +168,7 @@ pub fn catch_up_stream(
     (stream, mode): (StreamKind, ReadMode),
     reach: Reach,
     stop: &std::sync::atomic::AtomicBool,
-    on_day: &mut dyn FnMut(TimeWindow, &ImportReport),
+    on_progress: &mut dyn FnMut(DayProgress<'_>),
 ) -> anyhow::Result<StreamOutcome> {
     let plugin = registry
         .find(&connector.plugin)
@@ -219,7 +228,9 @@ pub fn catch_up_stream(
         outcome.outbox_full = full;
         return Ok(outcome);
     };
-    for day in local_days(connector, window)? {
+    let days = local_days(connector, window)?;
+    on_progress(DayProgress::Planned(days.len()));
+    for day in days {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             outcome.stopped = true;
             break;
@@ -232,7 +243,7 @@ pub fn catch_up_stream(
         let report = importer
             .import_window(stream, day, &mut Destination::Outbox)
             .map_err(|error: PipelineError| anyhow::anyhow!(error))?;
-        on_day(day, &report);
+        on_progress(DayProgress::Stored(day, &report));
         outcome.report.add(&report);
     }
     Ok(outcome)
