@@ -31,7 +31,10 @@ pub fn to_toml(config: &Config) -> anyhow::Result<String> {
         .map(|connector| connector_table(connector).map(Value::Table))
         .collect();
     document.insert("connector".into(), Value::Array(connectors?));
-    Ok(toml::to_string_pretty(&document)?)
+    Ok(format!(
+        "# The resolved configuration: defaults filled in, paths resolved, secrets shown by\n# where they come from. A connector without `phonelink`/`timelink` reads whatever\n# its plugin offers.\n\n{}",
+        toml::to_string_pretty(&document)?
+    ))
 }
 
 fn path(path: &std::path::Path) -> Value {
@@ -85,15 +88,14 @@ fn connector_table(connector: &ConnectorConfig) -> anyhow::Result<Table> {
     table.insert("name".into(), Value::String(connector.name.clone()));
     table.insert("plugin".into(), Value::String(connector.plugin.clone()));
     table.insert("enabled".into(), Value::Boolean(connector.enabled));
+    // Unset switches stay unset (the connector's streams decide); the header says so.
     for (key, switch) in [
         ("phonelink", connector.phonelink),
         ("timelink", connector.timelink),
     ] {
-        let shown = match switch {
-            Some(flag) => Value::Boolean(flag),
-            None => Value::String("whatever the connector can read".into()),
-        };
-        table.insert(key.into(), shown);
+        if let Some(flag) = switch {
+            table.insert(key.into(), Value::Boolean(flag));
+        }
     }
     if let Some(form) = connector.phonelink_form {
         table.insert(

@@ -248,3 +248,20 @@ fn config_show_redacts_secrets_and_a_missing_secret_names_line_and_key() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn config_show_prints_a_configuration_that_reads_back_the_same() {
+    let sandbox = Sandbox::new();
+    sandbox.write_config(
+        "[upload]\ntype = \"file\"\npath = \"out\"\n\n[[connector]]\nname = \"hq\"\nplugin = \"demo\"\ntimelink = false\n[connector.settings]\nqueues = 3\n",
+    );
+    let shown = sandbox.acdlink(&["config", "show"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    // The shown text is itself a valid configuration, and showing it again changes nothing.
+    let copy = Sandbox::new();
+    std::fs::write(copy.path().join("acdlink.toml"), stdout(&shown)).unwrap();
+    let check = copy.acdlink(&["config", "check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let again = copy.acdlink(&["config", "show"]);
+    assert_eq!(stdout(&again), stdout(&shown));
+}
