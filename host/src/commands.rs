@@ -221,6 +221,14 @@ pub fn run(config: Config, registry: Registry, once: bool) -> anyhow::Result<()>
     // its schema up to date once.
     let store = open_store(&config)?;
     let _lock = lock_state_dir(&config.state_dir)?;
+    // A connector whose plugin is missing is a configuration error, named with its line.
+    for connector in config
+        .connectors
+        .iter()
+        .filter(|connector| connector.enabled)
+    {
+        resolve(&config, &registry, &connector.name)?;
+    }
     let sink: Arc<dyn Sink> = Arc::from(sink(&config)?);
     let interactive = once && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let config = Arc::new(config);

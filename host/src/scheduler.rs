@@ -119,10 +119,15 @@ struct Shared {
 
 /// The service: readers and uploader on a tokio runtime.
 pub struct Scheduler {
-    shared: Arc<Shared>,
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    sink: Arc<dyn Sink>,
+    observer: Arc<dyn Observer>,
 }
 
 impl Scheduler {
+    /// `registry` must hold the plugin of every enabled connector (`acdlink run` checks
+    /// that first); a connector whose plugin is missing is logged and left out.
     pub fn new(
         config: Arc<Config>,
         registry: Arc<Registry>,
@@ -130,33 +135,31 @@ impl Scheduler {
         observer: Arc<dyn Observer>,
     ) -> Scheduler {
         Scheduler {
-            shared: Arc::new(Shared {
-                config,
-                registry,
-                sink,
-                observer,
-                stop_flag: Arc::new(AtomicBool::new(false)),
-                once: false,
-            }),
+            config,
+            registry,
+            sink,
+            observer,
         }
     }
 
-    /// The flag that stops the service at the next safe point.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.shared.stop_flag)
+    fn shared(self, once: bool) -> Arc<Shared> {
+        Arc::new(Shared {
+            config: self.config,
+            registry: self.registry,
+            sink: self.sink,
+            observer: self.observer,
+            stop_flag: Arc::new(AtomicBool::new(false)),
+            once,
+        })
     }
 
     /// Catches every enabled connector stream up to now while uploading, until the reads
     /// are done and the outbox holds nothing that is due.
     pub async fn run_once(self) -> Result<OnceSummary, StoreError> {
-        let shared = Arc::new(Shared {
-            once: true,
-            ..clone_shared(&self.shared)
-        });
         // Nothing stops `run --once` early (a signal ends the process); the sender lives as
         // long as the run so that waiting on it never wakes.
         let (stop_tx, stop_rx) = watch::channel(false);
-        let summary = self::run(shared, stop_rx).await;
+        let summary = self::run(self.shared(true), stop_rx).await;
         drop(stop_tx);
         summary
     }
@@ -164,7 +167,7 @@ impl Scheduler {
     /// Runs until `stop` turns true: reads on each stream's schedule, uploads as data
     /// arrives and as retries fall due. Work in flight finishes at its next safe point.
     pub async fn run_service(self, stop: watch::Receiver<bool>) -> Result<(), StoreError> {
-        let shared = Arc::clone(&self.shared);
+        let shared = self.shared(false);
         let stop_flag = Arc::clone(&shared.stop_flag);
         let mut watcher = stop.clone();
         tokio::spawn(async move {
@@ -176,17 +179,6 @@ impl Scheduler {
             stop_flag.store(true, Ordering::Relaxed);
         });
         self::run(shared, stop).await.map(|_| ())
-    }
-}
-
-fn clone_shared(shared: &Shared) -> Shared {
-    Shared {
-        config: Arc::clone(&shared.config),
-        registry: Arc::clone(&shared.registry),
-        sink: Arc::clone(&shared.sink),
-        observer: Arc::clone(&shared.observer),
-        stop_flag: Arc::clone(&shared.stop_flag),
-        once: shared.once,
     }
 }
 
@@ -202,15 +194,7 @@ async fn run(shared: Arc<Shared>, stop: watch::Receiver<bool>) -> Result<OnceSum
             continue;
         }
         let Some(plugin) = shared.registry.find(&connector.plugin) else {
-            // Reported by the reader like any other failure.
-            readers.spawn(reader(
-                Arc::clone(&shared),
-                index,
-                (StreamKind::PHONELINK_INTERVALS, ReadMode::WINDOWED),
-                Arc::clone(&enqueued_tx),
-                upload_rx.clone(),
-                stop.clone(),
-            ));
+            tracing::error!(connector = %connector.name, plugin = %connector.plugin, "no plugin of this kind is loaded; the connector is left out");
             continue;
         };
         for stream in service::enabled_streams(connector, &plugin.manifest) {

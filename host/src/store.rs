@@ -468,35 +468,11 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&sqlite)?;
         let mut ids = Vec::with_capacity(outcome.bodies.len());
-        {
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                )
-                .map_err(&sqlite)?;
-            let mut set_key = transaction
-                .prepare_cached("UPDATE outbox SET idempotency_key = ?1 WHERE id = ?2")
-                .map_err(&sqlite)?;
-            for body in &outcome.bodies {
-                // A placeholder first: the key includes the row id, known only after insert.
-                let placeholder = format!("pending-{}-{}", self.instance, random_u64());
-                insert
-                    .execute(params![
-                        outcome.connector,
-                        body.endpoint,
-                        body.n_records as i64,
-                        body.body,
-                        placeholder,
-                        now
-                    ])
-                    .map_err(&sqlite)?;
-                let id = transaction.last_insert_rowid();
-                set_key
-                    .execute(params![format!("acdlink-{}-{id}", self.instance), id])
-                    .map_err(&sqlite)?;
-                ids.push(id);
-            }
+        for body in &outcome.bodies {
+            ids.push(
+                enqueue(&transaction, &self.instance, &outcome.connector, body, now)
+                    .map_err(&sqlite)?,
+            );
         }
         store_fingerprints(
             &transaction,
@@ -768,24 +744,28 @@ impl Store {
         };
         let mut new_ids = Vec::with_capacity(chosen.len());
         for id in chosen {
-            transaction
-                .execute(
-                    "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
-                     SELECT connector, endpoint, n_records, body, ?2, ?3, ?3 FROM quarantine WHERE id = ?1",
-                    params![id, format!("pending-{}-{}", self.instance, random_u64()), now],
+            let (connector, body) = transaction
+                .query_row(
+                    "SELECT connector, endpoint, n_records, body FROM quarantine WHERE id = ?1",
+                    params![id],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            NewBody {
+                                endpoint: row.get(1)?,
+                                n_records: row.get::<_, i64>(2)? as usize,
+                                body: row.get(3)?,
+                            },
+                        ))
+                    },
                 )
                 .map_err(&sqlite)?;
-            let new_id = transaction.last_insert_rowid();
-            transaction
-                .execute(
-                    "UPDATE outbox SET idempotency_key = ?1 WHERE id = ?2",
-                    params![format!("acdlink-{}-{new_id}", self.instance), new_id],
-                )
-                .map_err(&sqlite)?;
+            new_ids.push(
+                enqueue(&transaction, &self.instance, &connector, &body, now).map_err(&sqlite)?,
+            );
             transaction
                 .execute("DELETE FROM quarantine WHERE id = ?1", params![id])
                 .map_err(&sqlite)?;
-            new_ids.push(new_id);
         }
         transaction.commit().map_err(&sqlite)?;
         Ok(new_ids)
@@ -859,6 +839,36 @@ impl Store {
 
 /// Turns a SQLite error into a [`StoreError`] naming the store's file. It owns its copy of
 /// the path, so it can be used while a transaction borrows the connection.
+/// Puts one body into the outbox, due now, under an idempotency key of its own (made of
+/// the store's instance and the row id, which is known only after the insert, so the row
+/// first gets a placeholder). Returns the row id.
+fn enqueue(
+    connection: &Connection,
+    instance: &str,
+    connector: &str,
+    body: &NewBody,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    connection
+        .prepare_cached(
+            "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            connector,
+            body.endpoint,
+            body.n_records as i64,
+            body.body,
+            format!("pending-{instance}-{}", random_u64()),
+            now
+        ])?;
+    let id = connection.last_insert_rowid();
+    connection
+        .prepare_cached("UPDATE outbox SET idempotency_key = ?1 WHERE id = ?2")?
+        .execute(params![format!("acdlink-{instance}-{id}"), id])?;
+    Ok(id)
+}
+
 /// A day's stored fingerprints (none yet: empty).
 fn load_day(
     connection: &Connection,

@@ -122,6 +122,22 @@ fn bad_configuration_names_file_line_and_key() {
         "{}",
         stderr(&output)
     );
+    // The service refuses to start the same way, before it reads or uploads anything.
+    sandbox.write_config(
+        "[upload]\ntype = \"file\"\npath = \"out\"\n\n[[connector]]\nname = \"hq\"\nplugin = \"avaya\"\n",
+    );
+    let output = sandbox.acdlink(&["run", "--once"]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "error: {}:10:10: connector `hq`: no plugin of kind `avaya` is loaded",
+        path.display()
+    );
+    assert!(
+        stderr(&output).starts_with(&expected),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!sandbox.path().join("out").exists());
 }
 
 #[test]
@@ -264,4 +280,23 @@ fn config_show_prints_a_configuration_that_reads_back_the_same() {
     assert!(check.status.success(), "{}", stderr(&check));
     let again = copy.acdlink(&["config", "show"]);
     assert_eq!(stdout(&again), stdout(&shown));
+}
+
+#[test]
+fn an_unknown_phonelink_form_names_file_line_and_the_choices() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write_config(
+        "[[connector]]\nname = \"x\"\nplugin = \"demo\"\nphonelink_form = \"calls\"\n",
+    );
+    let output = sandbox.acdlink(&["config", "check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let expected = format!(
+        "error: {}:7:18: unknown variant `calls`, expected `intervals` or `contacts`",
+        path.display()
+    );
+    assert!(
+        stderr(&output).starts_with(&expected),
+        "{}",
+        stderr(&output)
+    );
 }

@@ -383,21 +383,6 @@ contact_id = "id"
 }
 
 #[test]
-fn an_unknown_phonelink_form_is_a_config_error_naming_the_choices() {
-    let sandbox = Sandbox::new();
-    sandbox.write_config(
-        "[[connector]]\nname = \"x\"\nplugin = \"demo\"\nphonelink_form = \"calls\"\n",
-    );
-    let output = sandbox.acdlink(&["config", "check"]);
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("unknown variant `calls`, expected `intervals` or `contacts`"),
-        "{}",
-        stderr(&output)
-    );
-}
-
-#[test]
 fn a_file_bigger_than_the_outbox_goes_through_in_pieces() {
     let receiver = Receiver::start();
     let sandbox = Sandbox::new();
