@@ -172,6 +172,24 @@ impl acdlink::scheduler::Observer for Ticker {
     }
 }
 
+/// CPU seconds (user and system, all threads) this process has used so far: the receiver
+/// runs in a child process, so this is acdlink's own work, which unlike wall time hardly
+/// depends on what else the machine is doing.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses and may hold spaces):
+    // utime and stime are the 12th and 13th, in clock ticks of 1/100 s on Linux.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
@@ -211,6 +229,7 @@ fn main() {
     // End to end, as `acdlink run --once` does it: readers and the uploader at once, with
     // backpressure at the outbox limit.
     drop(store);
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let scheduler = acdlink::scheduler::Scheduler::new(
         std::sync::Arc::new(config),
@@ -235,12 +254,17 @@ fn main() {
         summary.upload
     );
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
     let n_received = receiver.n_items();
     assert_eq!(n_received as usize, n_read, "every record read arrived");
     let end_to_end = n_read as f64 / seconds;
     println!(
         "end to end: {n_read} records in {seconds:.1} s = {:.0} records/s",
         end_to_end
+    );
+    println!(
+        "acdlink's CPU time: {cpu:.1} s = {:.2} µs per record",
+        cpu * 1e6 / n_read.max(1) as f64
     );
     let peak_end_to_end = peak_rss_mib();
 

@@ -12,7 +12,11 @@
 //! migration runs in its own transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+};
 
 /// The store's file name inside the state directory.
 pub const FILE_NAME: &str = "acdlink.sqlite3";
@@ -109,7 +113,60 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (connector, stream)
     );
     ",
+    // 4: bodies may be stored compressed (see `BodyEncoding`); those from before stay as
+    // they are.
+    "
+    ALTER TABLE outbox ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE quarantine ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
+
+/// How a body is stored (the `encoding` column of the outbox and the quarantine). JSON
+/// bodies shrink to about a sixth with LZ4, and every byte of a body is written to the
+/// log, copied into the file, read back for the upload and freed again: compressing costs
+/// less than that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyEncoding {
+    /// The body as it is sent.
+    Plain = 0,
+    /// LZ4 block format with the original length in front (`lz4_flex::compress_prepend_size`).
+    Lz4 = 1,
+}
+
+/// No body is this big (a batch holds at most a few thousand records); a stored length
+/// above it means the row is damaged.
+const MAX_BODY_BYTES: usize = 1 << 30;
+
+impl BodyEncoding {
+    fn encode(body: &[u8]) -> (BodyEncoding, Vec<u8>) {
+        (BodyEncoding::Lz4, lz4_flex::compress_prepend_size(body))
+    }
+
+    fn decode(encoding: i64, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+        match encoding {
+            plain if plain == BodyEncoding::Plain as i64 => Ok(stored),
+            lz4 if lz4 == BodyEncoding::Lz4 as i64 => {
+                let damaged = |what: String| format!("the compressed body is damaged: {what}");
+                let (length, compressed) = stored
+                    .split_first_chunk::<4>()
+                    .map(|(length, rest)| (u32::from_le_bytes(*length) as usize, rest))
+                    .ok_or_else(|| damaged("shorter than its length".to_string()))?;
+                if length > MAX_BODY_BYTES {
+                    return Err(damaged(format!("it claims {length} bytes")));
+                }
+                let body = lz4_flex::decompress(compressed, length)
+                    .map_err(|error| damaged(error.to_string()))?;
+                if body.len() != length {
+                    return Err(damaged(format!("{} bytes instead of {length}", body.len())));
+                }
+                Ok(body)
+            }
+            other => Err(format!(
+                "unknown body encoding {other} (written by a newer acdlink?)"
+            )),
+        }
+    }
+}
 
 /// What the store remembers of an enqueued record: its UTC day (days since 1970-01-01), a
 /// 64-bit hash of its natural key, and the hash of its content. Two natural keys of one day
@@ -309,6 +366,31 @@ pub struct Store {
     path: PathBuf,
     /// Random per store file; makes idempotency keys unique across stores.
     instance: String,
+    /// Shared by the stores of this file in this process; see [`write_gate`].
+    gate: Arc<Mutex<()>>,
+}
+
+/// The write transactions of the stores of one file in this process (a reader task and the
+/// uploader, say) take turns here instead of in SQLite's busy handler, which polls with
+/// sleeps of a millisecond and more: a writer waits exactly as long as the other's commit.
+/// Other processes still meet the busy timeout.
+fn write_gate(path: &Path) -> Arc<Mutex<()>> {
+    static GATES: std::sync::LazyLock<Mutex<HashMap<PathBuf, Weak<Mutex<()>>>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut gates = GATES.lock().unwrap_or_else(PoisonError::into_inner);
+    gates.retain(|_, gate| gate.strong_count() > 0);
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if let Some(gate) = gates.get(&key).and_then(Weak::upgrade) {
+        return gate;
+    }
+    let gate = Arc::new(Mutex::new(()));
+    gates.insert(key, Arc::downgrade(&gate));
+    gate
+}
+
+/// Waits for this process's turn to write to the file of `gate`.
+fn take_turn(gate: &Mutex<()>) -> MutexGuard<'_, ()> {
+    gate.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Store {
@@ -345,10 +427,12 @@ impl Store {
         if integrity != "ok" {
             return Err(unusable(format!("integrity check failed: {integrity}")));
         }
+        let gate = write_gate(&path);
         let mut store = Store {
             connection,
             path,
             instance: String::new(),
+            gate,
         };
         store.migrate()?;
         store.instance = store.instance_id()?;
@@ -461,6 +545,8 @@ impl Store {
     /// Stores one read: its bodies into the outbox, its fingerprints, its checkpoint and an
     /// import log line, in one transaction. Returns the outbox ids of the new bodies.
     pub fn store_read(&mut self, outcome: &ReadOutcome) -> Result<Vec<i64>, StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
         let now = now_ms();
         let sqlite = sqlite_error(&self.path);
         let transaction = self
@@ -469,10 +555,15 @@ impl Store {
             .map_err(&sqlite)?;
         let mut ids = Vec::with_capacity(outcome.bodies.len());
         for body in &outcome.bodies {
-            ids.push(
-                enqueue(&transaction, &self.instance, &outcome.connector, body, now)
-                    .map_err(&sqlite)?,
-            );
+            let (encoding, encoded) = BodyEncoding::encode(&body.body);
+            let stored = StoredBody {
+                connector: &outcome.connector,
+                endpoint: &body.endpoint,
+                n_records: body.n_records as i64,
+                body: &encoded,
+                encoding: encoding as i64,
+            };
+            ids.push(enqueue(&transaction, &self.instance, &stored, now).map_err(&sqlite)?);
         }
         store_fingerprints(
             &transaction,
@@ -523,33 +614,55 @@ impl Store {
             .map_err(self.sqlite())
     }
 
-    /// Up to `limit` outbox batches due for an attempt at `now_ms`, oldest first.
-    pub fn due_batches(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxBatch>, StoreError> {
+    /// Up to `limit` outbox batches due for an attempt at `now_ms` with an id above
+    /// `after_id`, oldest first.
+    pub fn due_batches(
+        &self,
+        now_ms: i64,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxBatch>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached(
-                "SELECT id, connector, endpoint, n_records, body, idempotency_key, attempts FROM outbox
-                 WHERE next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, connector, endpoint, n_records, body, idempotency_key, attempts, encoding FROM outbox
+                 WHERE id > ?3 AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
             )
             .map_err(self.sqlite())?;
         let rows = statement
-            .query_map(params![now_ms, limit as i64], |row| {
-                Ok(OutboxBatch {
-                    id: row.get(0)?,
-                    connector: row.get(1)?,
-                    endpoint: row.get(2)?,
-                    n_records: row.get::<_, i64>(3)? as usize,
-                    body: row.get::<_, Vec<u8>>(4)?.into(),
-                    idempotency_key: row.get(5)?,
-                    attempts: row.get(6)?,
-                })
+            .query_map(params![now_ms, limit as i64, after_id], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(4)?,
+                    row.get::<_, i64>(7)?,
+                    OutboxBatch {
+                        id: row.get(0)?,
+                        connector: row.get(1)?,
+                        endpoint: row.get(2)?,
+                        n_records: row.get::<_, i64>(3)? as usize,
+                        body: bytes::Bytes::new(),
+                        idempotency_key: row.get(5)?,
+                        attempts: row.get(6)?,
+                    },
+                ))
             })
             .map_err(self.sqlite())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.sqlite())
+        rows.map(|row| {
+            let (stored, encoding, mut batch) = row.map_err(self.sqlite())?;
+            batch.body = BodyEncoding::decode(encoding, stored)
+                .map_err(|reason| StoreError::Unusable {
+                    path: self.path.clone(),
+                    reason: format!("outbox batch {}: {reason}", batch.id),
+                })?
+                .into();
+            Ok(batch)
+        })
+        .collect()
     }
 
     /// Applies the outcomes of several delivery attempts in one transaction.
     pub fn apply(&mut self, updates: &[OutboxUpdate]) -> Result<(), StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
         let sqlite = sqlite_error(&self.path);
         let transaction = self
             .connection
@@ -574,8 +687,8 @@ impl Store {
                     response,
                 } => transaction
                     .execute(
-                        "INSERT INTO quarantine (id, connector, endpoint, n_records, body, idempotency_key, status, response, quarantined_ms)
-                         SELECT id, connector, endpoint, n_records, body, idempotency_key, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
+                        "INSERT INTO quarantine (id, connector, endpoint, n_records, body, encoding, idempotency_key, status, response, quarantined_ms)
+                         SELECT id, connector, endpoint, n_records, body, encoding, idempotency_key, ?2, ?3, ?4 FROM outbox WHERE id = ?1",
                         params![id, status, response, now_ms()],
                     )
                     .and_then(|_| transaction.execute("DELETE FROM outbox WHERE id = ?1", params![id])),
@@ -627,6 +740,8 @@ impl Store {
         stream: &str,
         result: Result<(), &str>,
     ) -> Result<(), StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
         let now = now_ms();
         match result {
             Ok(()) => self.connection.execute(
@@ -654,6 +769,8 @@ impl Store {
         before_day: i64,
         log_before_ms: i64,
     ) -> Result<usize, StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
         let sqlite = sqlite_error(&self.path);
         let transaction = self.connection.transaction().map_err(&sqlite)?;
         let n = transaction
@@ -723,6 +840,8 @@ impl Store {
     /// each under a new idempotency key: a WFM may remember the refusal under the old one.
     /// Returns the new outbox ids.
     pub fn requeue_quarantined(&mut self, ids: Option<&[i64]>) -> Result<Vec<i64>, StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
         let sqlite = sqlite_error(&self.path);
         let now = now_ms();
         let transaction = self
@@ -744,25 +863,29 @@ impl Store {
         };
         let mut new_ids = Vec::with_capacity(chosen.len());
         for id in chosen {
-            let (connector, body) = transaction
+            let (connector, endpoint, n_records, body, encoding) = transaction
                 .query_row(
-                    "SELECT connector, endpoint, n_records, body FROM quarantine WHERE id = ?1",
+                    "SELECT connector, endpoint, n_records, body, encoding FROM quarantine WHERE id = ?1",
                     params![id],
                     |row| {
                         Ok((
                             row.get::<_, String>(0)?,
-                            NewBody {
-                                endpoint: row.get(1)?,
-                                n_records: row.get::<_, i64>(2)? as usize,
-                                body: row.get(3)?,
-                            },
+                            row.get::<_, String>(1)?,
+                            row.get::<_, i64>(2)?,
+                            row.get::<_, Vec<u8>>(3)?,
+                            row.get::<_, i64>(4)?,
                         ))
                     },
                 )
                 .map_err(&sqlite)?;
-            new_ids.push(
-                enqueue(&transaction, &self.instance, &connector, &body, now).map_err(&sqlite)?,
-            );
+            let stored = StoredBody {
+                connector: &connector,
+                endpoint: &endpoint,
+                n_records,
+                body: &body,
+                encoding,
+            };
+            new_ids.push(enqueue(&transaction, &self.instance, &stored, now).map_err(&sqlite)?);
             transaction
                 .execute("DELETE FROM quarantine WHERE id = ?1", params![id])
                 .map_err(&sqlite)?;
@@ -813,6 +936,8 @@ impl Store {
 
     /// Pauses or resumes a connector; the flag survives restarts.
     pub fn set_paused(&mut self, connector: &str, paused: bool) -> Result<(), StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
         let statement = if paused {
             "INSERT INTO pause (connector, paused_ms) VALUES (?1, ?2) ON CONFLICT (connector) DO NOTHING"
         } else {
@@ -839,33 +964,47 @@ impl Store {
 
 /// Turns a SQLite error into a [`StoreError`] naming the store's file. It owns its copy of
 /// the path, so it can be used while a transaction borrows the connection.
-/// Puts one body into the outbox, due now, under an idempotency key of its own (made of
-/// the store's instance and the row id, which is known only after the insert, so the row
-/// first gets a placeholder). Returns the row id.
+/// A body as the outbox stores it.
+struct StoredBody<'a> {
+    connector: &'a str,
+    endpoint: &'a str,
+    n_records: i64,
+    /// Encoded as `encoding` says.
+    body: &'a [u8],
+    encoding: i64,
+}
+
+/// Puts one body into the outbox, due now, under an idempotency key of its own made of the
+/// store's instance and the row id. The id is chosen before the insert (the caller holds
+/// the write transaction), so the row is written once: updating the key afterwards would
+/// write the whole row, body included, a second time. Returns the row id.
 fn enqueue(
     connection: &Connection,
     instance: &str,
-    connector: &str,
-    body: &NewBody,
+    body: &StoredBody<'_>,
     now: i64,
 ) -> rusqlite::Result<i64> {
+    // AUTOINCREMENT never reuses an id, so the next one is above the highest ever used.
+    let id: i64 = connection
+        .prepare_cached(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0) + 1",
+        )?
+        .query_row([], |row| row.get(0))?;
     connection
         .prepare_cached(
-            "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO outbox (id, connector, endpoint, n_records, body, encoding, idempotency_key, next_attempt_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
         )?
         .execute(params![
-            connector,
+            id,
+            body.connector,
             body.endpoint,
-            body.n_records as i64,
+            body.n_records,
             body.body,
-            format!("pending-{instance}-{}", random_u64()),
+            body.encoding,
+            format!("acdlink-{instance}-{id}"),
             now
         ])?;
-    let id = connection.last_insert_rowid();
-    connection
-        .prepare_cached("UPDATE outbox SET idempotency_key = ?1 WHERE id = ?2")?
-        .execute(params![format!("acdlink-{instance}-{id}"), id])?;
     Ok(id)
 }
 
@@ -985,7 +1124,7 @@ mod tests {
                 state: None
             })
         );
-        let due = store.due_batches(now_ms(), 10).unwrap();
+        let due = store.due_batches(now_ms(), 0, 10).unwrap();
         assert_eq!(due.iter().map(|batch| batch.id).collect::<Vec<_>>(), ids);
         assert_eq!(&due[0].body[..], b"{\"a\":1}");
         assert_ne!(due[0].idempotency_key, due[1].idempotency_key);
@@ -1134,21 +1273,73 @@ mod tests {
     }
 
     #[test]
+    fn bodies_stored_plain_before_compression_and_damaged_ones_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let body = br#"{"data":[{"queueIdentifier":"Q1"}]}"#.repeat(50);
+        store
+            .store_read(&ReadOutcome {
+                connector: "hq".to_string(),
+                stream: "phonelink-intervals".to_string(),
+                bodies: vec![NewBody {
+                    endpoint: "queue-intervals".to_string(),
+                    n_records: 1,
+                    body: body.clone(),
+                }],
+                ..ReadOutcome::default()
+            })
+            .unwrap();
+        let stored: Vec<u8> = store
+            .connection
+            .query_row("SELECT body FROM outbox", [], |row| row.get(0))
+            .unwrap();
+        assert!(stored.len() < body.len() / 4, "stored compressed");
+        assert_eq!(store.due_batches(now_ms(), 0, 10).unwrap()[0].body, body);
+        // A row from before migration 4 has no encoding: it is sent as it is.
+        store
+            .connection
+            .execute(
+                "INSERT INTO outbox (connector, endpoint, n_records, body, idempotency_key, next_attempt_ms, created_ms)
+                 VALUES ('hq', 'queue-intervals', 1, X'7B7D', 'old-key', 0, 0)",
+                [],
+            )
+            .unwrap();
+        let due = store.due_batches(now_ms(), 0, 10).unwrap();
+        assert_eq!(&due[1].body[..], b"{}");
+        // A damaged compressed body names its batch.
+        store
+            .connection
+            .execute(
+                "UPDATE outbox SET body = X'FFFFFF7F00' WHERE encoding = 1",
+                [],
+            )
+            .unwrap();
+        let error = store.due_batches(now_ms(), 0, 10).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "outbox batch {}: the compressed body is damaged",
+                due[0].id
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn retries_keep_the_idempotency_key_and_quarantine_keeps_the_body() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
         let ids = store
             .store_read(&outcome("hq", 900_000, &["{\"a\":1}", "{\"b\":2}"]))
             .unwrap();
-        let key = store.due_batches(now_ms(), 1).unwrap()[0]
+        let key = store.due_batches(now_ms(), 0, 1).unwrap()[0]
             .idempotency_key
             .clone();
         store
             .batch_failed(ids[0], now_ms() + 60_000, "503 service unavailable")
             .unwrap();
-        let due = store.due_batches(now_ms(), 10).unwrap();
+        let due = store.due_batches(now_ms(), 0, 10).unwrap();
         assert_eq!(due.len(), 1, "the failed batch waits for its next attempt");
-        let later = store.due_batches(now_ms() + 120_000, 10).unwrap();
+        let later = store.due_batches(now_ms() + 120_000, 0, 10).unwrap();
         assert_eq!(later[0].id, ids[0]);
         assert_eq!(later[0].idempotency_key, key);
         assert_eq!(later[0].attempts, 1);
@@ -1206,7 +1397,10 @@ mod tests {
         drop(connection);
         let message = Store::open(dir.path()).err().expect("refused").to_string();
         assert!(
-            message.contains("schema version is 99, this acdlink knows up to 3"),
+            message.contains(&format!(
+                "schema version is 99, this acdlink knows up to {}",
+                MIGRATIONS.len()
+            )),
             "{message}"
         );
     }

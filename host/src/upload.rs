@@ -75,7 +75,8 @@ impl DrainReport {
     }
 }
 
-/// Delivers every batch that is due, oldest first, until none is due or the sink stops.
+/// Delivers the batches that are due, oldest first, until none is due, the sink stops, or
+/// [`MAX_DRAIN`] has passed.
 pub fn drain(
     store: &mut Store,
     sink: &dyn Sink,
@@ -84,7 +85,16 @@ pub fn drain(
     drain_until(store, sink, &AtomicBool::new(false), on_progress)
 }
 
-/// [`drain`] that also ends after the round in flight once `stop` is set.
+/// How long one drain takes new batches; it then finishes those in flight and returns.
+const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`drain`] that also ends, once `stop` is set, after the deliveries in flight.
+///
+/// The drain is a stream, not a series of rounds: `concurrency` workers deliver while this
+/// thread keeps a few batches per worker queued ahead of them and writes the outcomes to
+/// the store as they come in, one transaction for whatever has arrived since the last. The
+/// WFM never waits for the store (a commit is an fsync), and the store never waits for the
+/// slowest delivery.
 pub fn drain_until(
     store: &mut Store,
     sink: &dyn Sink,
@@ -93,97 +103,136 @@ pub fn drain_until(
 ) -> Result<DrainReport, StoreError> {
     let mut report = DrainReport::default();
     let concurrency = sink.concurrency().max(1);
-    // Each batch gets at most one attempt per drain: a WFM that accepts connections and
-    // never answers must not keep the drain (and with it reading and shutdown) going for
-    // ever; what failed waits for its backoff and the next drain.
-    let mut attempted = std::collections::HashSet::new();
-    // A round holds a few batches per delivery slot: enough to keep every slot busy, few
-    // enough to keep memory small (a batch of 1000 intervals is about 250 kB).
-    let round = (concurrency * 4).max(16);
-    loop {
-        let due: Vec<OutboxBatch> = store
-            .due_batches(now_ms(), round + attempted.len())?
-            .into_iter()
-            .filter(|batch| !attempted.contains(&batch.id))
-            .take(round)
-            .collect();
-        if due.is_empty() {
-            return Ok(report);
-        }
-        attempted.extend(due.iter().map(|batch| batch.id));
-        // `concurrency` workers take the round's batches in order, each starting the next
-        // as soon as its last one is done; the store is updated afterwards.
-        let deliveries: Vec<std::sync::OnceLock<Delivery>> =
-            due.iter().map(|_| std::sync::OnceLock::new()).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..concurrency.min(due.len()) {
-                scope.spawn(|| loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(batch) = due.get(index) else { break };
+    // Batches handed out and not yet written back: enough to keep every worker busy while
+    // this thread commits, few enough to keep memory small (a batch of 1000 intervals is
+    // about 250 kB).
+    let ahead = (concurrency * 4).max(8);
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<OutboxBatch>(ahead);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(OutboxBatch, Delivery)>();
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                while let Ok(Ok(batch)) = job_rx.lock().map(|receiver| receiver.recv()) {
                     let delivery = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        sink.deliver(batch)
-                    }));
-                    if let Ok(delivery) = delivery {
-                        let _ = deliveries[index].set(delivery);
+                        sink.deliver(&batch)
+                    }))
+                    .unwrap_or_else(|_| Delivery::Retry {
+                        error: "the delivery thread panicked".to_string(),
+                        retry_after_secs: None,
+                    });
+                    if done_tx.send((batch, delivery)).is_err() {
+                        break;
                     }
-                });
-            }
-        });
-        let outcomes = due.iter().zip(deliveries).map(|(batch, delivery)| {
-            let delivery = delivery.into_inner().unwrap_or_else(|| Delivery::Retry {
-                error: "the delivery thread panicked".to_string(),
-                retry_after_secs: None,
+                }
             });
-            (batch, delivery)
-        });
-        // One transaction for the round: a commit (an fsync) per batch would cost more than
-        // the upload itself. A crash before it commits re-sends the round's batches with
-        // their idempotency keys, which a receiver honouring them applies once.
-        let mut updates = Vec::with_capacity(due.len());
-        for (batch, delivery) in outcomes {
-            match delivery {
-                Delivery::Delivered => {
-                    updates.push(OutboxUpdate::Delivered { id: batch.id });
-                    report.n_delivered_batches += 1;
-                    report.n_delivered_records += batch.n_records;
-                }
-                Delivery::Retry {
-                    error,
-                    retry_after_secs,
-                } => {
-                    let delay_ms = backoff_ms(batch.attempts, retry_after_secs);
-                    tracing::warn!(batch = batch.id, attempts = batch.attempts + 1, delay_ms, %error, "upload failed; will retry");
-                    updates.push(OutboxUpdate::Retry {
-                        id: batch.id,
-                        next_attempt_ms: now_ms() + delay_ms,
-                        error: error.clone(),
-                    });
-                    report.n_retried += 1;
-                    report.last_error = Some(error);
-                }
-                Delivery::Quarantine { status, response } => {
-                    tracing::error!(batch = batch.id, connector = %batch.connector, ?status, %response, "batch refused by the WFM; quarantined");
-                    updates.push(OutboxUpdate::Quarantine {
-                        id: batch.id,
-                        status,
-                        response,
-                    });
-                    report.n_quarantined += 1;
-                }
-                Delivery::Stop { error } => {
-                    tracing::error!(%error, "the WFM refused the credentials; uploading stops, the data is kept");
-                    // The other outcomes of this round are still applied.
-                    report.stopped = Some(error);
+        }
+        drop(done_tx);
+        // Each batch gets at most one attempt per drain: the drain walks the outbox in id
+        // order, so a WFM that accepts connections and never answers cannot keep it (and
+        // with it reading and shutdown) going for ever; what failed waits for its backoff
+        // and the next drain. Batches stored while the drain runs have higher ids and are
+        // taken too.
+        let mut after_id = 0;
+        let mut n_out = 0;
+        let group = ahead / 2;
+        let mut updates = Vec::with_capacity(ahead);
+        let started = std::time::Instant::now();
+        let result = loop {
+            // A drain that the readers keep fed ends now and then, so that its caller can
+            // report what went out.
+            let stopping = report.stopped.is_some()
+                || stop.load(Ordering::Relaxed)
+                || started.elapsed() > MAX_DRAIN;
+            if !stopping && n_out < ahead {
+                let due = match store.due_batches(now_ms(), after_id, ahead - n_out) {
+                    Ok(due) => due,
+                    Err(error) => break Err(error),
+                };
+                for batch in due {
+                    after_id = batch.id;
+                    n_out += 1;
+                    // Never blocks: the channel holds `ahead` batches.
+                    let _ = job_tx.send(batch);
                 }
             }
-        }
-        store.apply(&updates)?;
-        on_progress(&report);
-        if report.stopped.is_some() || stop.load(Ordering::Relaxed) {
-            return Ok(report);
+            if n_out == 0 {
+                break Ok(());
+            }
+            // Wait for one outcome and take whatever else has arrived. Outcomes are stored
+            // in groups (each commit is an fsync, and the readers wait for it), and at the
+            // end; a crash before they are stored re-sends those batches with their
+            // idempotency keys, which the WFM applies once.
+            let Ok(first) = done_rx.recv() else {
+                break Ok(());
+            };
+            let outcomes: Vec<_> = std::iter::once(first)
+                .chain(std::iter::from_fn(|| done_rx.try_recv().ok()))
+                .collect();
+            n_out -= outcomes.len();
+            updates.extend(record_outcomes(outcomes, &mut report));
+            if updates.len() >= group || n_out == 0 || report.stopped.is_some() {
+                if let Err(error) = store.apply(&updates) {
+                    break Err(error);
+                }
+                updates.clear();
+                on_progress(&report);
+            }
+        };
+        // Ends the workers; outcomes still in flight after an error are lost with it, and
+        // their batches are simply sent again (same idempotency keys) by the next drain.
+        drop(job_tx);
+        result
+    })?;
+    Ok(report)
+}
+
+/// Turns delivery outcomes into store updates, counting them in `report`.
+fn record_outcomes(
+    outcomes: Vec<(OutboxBatch, Delivery)>,
+    report: &mut DrainReport,
+) -> Vec<OutboxUpdate> {
+    let mut updates = Vec::with_capacity(outcomes.len());
+    for (batch, delivery) in outcomes {
+        match delivery {
+            Delivery::Delivered => {
+                updates.push(OutboxUpdate::Delivered { id: batch.id });
+                report.n_delivered_batches += 1;
+                report.n_delivered_records += batch.n_records;
+            }
+            Delivery::Retry {
+                error,
+                retry_after_secs,
+            } => {
+                let delay_ms = backoff_ms(batch.attempts, retry_after_secs);
+                tracing::warn!(batch = batch.id, attempts = batch.attempts + 1, delay_ms, %error, "upload failed; will retry");
+                updates.push(OutboxUpdate::Retry {
+                    id: batch.id,
+                    next_attempt_ms: now_ms() + delay_ms,
+                    error: error.clone(),
+                });
+                report.n_retried += 1;
+                report.last_error = Some(error);
+            }
+            Delivery::Quarantine { status, response } => {
+                tracing::error!(batch = batch.id, connector = %batch.connector, ?status, %response, "batch refused by the WFM; quarantined");
+                updates.push(OutboxUpdate::Quarantine {
+                    id: batch.id,
+                    status,
+                    response,
+                });
+                report.n_quarantined += 1;
+            }
+            Delivery::Stop { error } => {
+                tracing::error!(%error, "the WFM refused the credentials; uploading stops, the data is kept");
+                // The other outcomes are still applied.
+                report.stopped = Some(error);
+            }
         }
     }
+    updates
 }
 
 /// The wait before attempt `attempts + 1`: 1 s doubling up to 10 minutes, with ±25 %
