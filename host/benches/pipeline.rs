@@ -305,7 +305,7 @@ fn main() {
                         connector: "raw".to_string(),
                         endpoint: "queue-intervals".to_string(),
                         n_records: chunk.len(),
-                        body: mapping::body(chunk, 1, None).into(),
+                        body: mapping::body(&mapped, chunk, 1, None).into(),
                         idempotency_key: format!("raw-{}", bodies.len()),
                         attempts: 0,
                     });

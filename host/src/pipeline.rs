@@ -243,6 +243,7 @@ impl Importer<'_> {
                 endpoint: endpoint.to_string(),
                 n_records: chunk.len(),
                 body: mapping::body(
+                    &mapped,
                     chunk,
                     self.format.integration_configuration_id,
                     self.format.external_system.as_deref(),
