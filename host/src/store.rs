@@ -138,8 +138,16 @@ enum BodyEncoding {
 const MAX_BODY_BYTES: usize = 1 << 30;
 
 impl BodyEncoding {
-    fn encode(body: &[u8]) -> (BodyEncoding, Vec<u8>) {
-        (BodyEncoding::Lz4, lz4_flex::compress_prepend_size(body))
+    /// Encodes `body` into `out` (a buffer kept for reuse: a fresh one per body would be
+    /// fresh memory, zeroed by the kernel, every time).
+    fn encode(body: &[u8], out: &mut Vec<u8>) -> BodyEncoding {
+        out.clear();
+        out.resize(4 + lz4_flex::block::get_maximum_output_size(body.len()), 0);
+        out[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        let n = lz4_flex::block::compress_into(body, &mut out[4..])
+            .expect("the output has the maximum compressed size");
+        out.truncate(4 + n);
+        BodyEncoding::Lz4
     }
 
     fn decode(encoding: i64, stored: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -368,6 +376,8 @@ pub struct Store {
     instance: String,
     /// Shared by the stores of this file in this process; see [`write_gate`].
     gate: Arc<Mutex<()>>,
+    /// Reused for compressing bodies.
+    scratch: Vec<u8>,
 }
 
 /// The write transactions of the stores of one file in this process (a reader task and the
@@ -433,6 +443,7 @@ impl Store {
             path,
             instance: String::new(),
             gate,
+            scratch: Vec::new(),
         };
         store.migrate()?;
         store.instance = store.instance_id()?;
@@ -555,12 +566,12 @@ impl Store {
             .map_err(&sqlite)?;
         let mut ids = Vec::with_capacity(outcome.bodies.len());
         for body in &outcome.bodies {
-            let (encoding, encoded) = BodyEncoding::encode(&body.body);
+            let encoding = BodyEncoding::encode(&body.body, &mut self.scratch);
             let stored = StoredBody {
                 connector: &outcome.connector,
                 endpoint: &body.endpoint,
                 n_records: body.n_records as i64,
-                body: &encoded,
+                body: &self.scratch,
                 encoding: encoding as i64,
             };
             ids.push(enqueue(&transaction, &self.instance, &stored, now).map_err(&sqlite)?);
