@@ -146,10 +146,11 @@ fn serve_receiver(n_threads: usize) {
     }
 }
 
-/// Prints how far the read has got every 10 seconds.
+/// Prints how far the read and the upload have got every 10 seconds.
 #[derive(Default)]
 struct Ticker {
     n_read: AtomicU64,
+    n_delivered: AtomicU64,
     last: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -167,8 +168,17 @@ impl acdlink::scheduler::Observer for Ticker {
         let mut last = self.last.lock().expect("not poisoned");
         if last.is_none_or(|last| last.elapsed().as_secs() >= 10) {
             *last = Some(Instant::now());
-            eprintln!("  read up to {} ({n_read} records)", day.to);
+            let n_delivered = self.n_delivered.load(Ordering::Relaxed);
+            eprintln!(
+                "  read up to {} ({n_read} records read, {n_delivered} delivered)",
+                day.to
+            );
         }
+    }
+
+    fn upload_progress(&self, report: &acdlink::upload::DrainReport) {
+        self.n_delivered
+            .store(report.n_delivered_records as u64, Ordering::Relaxed);
     }
 }
 

@@ -188,6 +188,8 @@ impl Importer<'_> {
             )?;
             report.add(&page_report);
             if let (Destination::Outbox, Some(state)) = (&destination, &state) {
+                // The connector may now remove its source: the page must be on disk first.
+                self.store.sync()?;
                 self.session.commit(state)?;
             }
             match batch.next_cursor.into_option() {

@@ -290,6 +290,7 @@ async fn reader(
         n_waits_for_room: 0,
     };
     let mut store = open_store(&shared).await?;
+    store.leave_checkpoints_to_others()?;
     let mut n_failures = 0u32;
     let mut last_reconciled_interval = None;
     let mut last_pruned_day = None;

@@ -7,9 +7,27 @@
 //! outbox and the only way a checkpoint moves, and it does both (with the fingerprints) in
 //! one transaction. A crash leaves either all of it or none of it.
 //!
-//! The file runs in WAL mode with `synchronous = FULL`, so a committed transaction survives
-//! a process kill and a power cut. The schema is versioned with `PRAGMA user_version`; each
-//! migration runs in its own transaction.
+//! The file runs in WAL mode with `synchronous = NORMAL`: a committed transaction survives
+//! a process kill at once, and a power cut once the log has been flushed to disk, which
+//! happens at every checkpoint of the log and wherever [`Store::sync`] is called. A power
+//! cut loses at most the last transactions, all of them whole, never part of one; the store
+//! is then as it was a moment earlier, and everything that has left the machine is still in
+//! it. That holds because [`Store::sync`] runs before each of the two things that act
+//! outside the store on what it holds:
+//!
+//! - before an incremental connector is told to commit (it may then delete or move its
+//!   source), so the records it handed over are on disk first;
+//! - before the uploader sends batches it has just taken from the outbox, so a batch the WFM
+//!   has seen can never be lost and its id (and with it its idempotency key) handed to
+//!   different records.
+//!
+//! What a power cut can undo is only store-internal and is done again: a windowed read
+//! (its checkpoint went back with its records) and the removal of delivered batches (sent
+//! again under the same idempotency keys). Flushing at every commit instead would make
+//! every reader wait for the disk once per page.
+//!
+//! The schema is versioned with `PRAGMA user_version`; each migration runs in its own
+//! transaction.
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::{
@@ -254,6 +272,11 @@ pub enum StoreError {
     /// acdlink). Nothing is changed in it.
     #[error("the state store {path} is not usable: {reason}. Keep the file for diagnosis and move it away to start with an empty store (its outbox and checkpoints would be lost)")]
     Unusable { path: PathBuf, reason: String },
+    #[error("cannot flush the state store's log {path} to disk: {error}")]
+    Sync {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("state store {path}: {error}")]
     Sqlite {
         path: PathBuf,
@@ -429,7 +452,7 @@ impl Store {
             )));
         }
         connection
-            .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|error| unusable(error.to_string()))?;
         let integrity: String = connection
             .query_row("PRAGMA quick_check", [], |row| row.get(0))
@@ -452,6 +475,35 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Leaves checkpoints of the write-ahead log (copying it into the file, with two
+    /// flushes to disk) mostly to the other connections: this one checkpoints only when the
+    /// log has grown past 64 MiB. For the readers of the scheduler, so that they do not
+    /// wait for the disk while the uploader, whose commits checkpoint at SQLite's default
+    /// of about 4 MiB, is there to do it.
+    pub fn leave_checkpoints_to_others(&self) -> Result<(), StoreError> {
+        self.connection
+            .pragma_update(None, "wal_autocheckpoint", 16_384)
+            .map_err(self.sqlite())
+    }
+
+    /// Flushes every committed transaction (of any connection to this file) to disk, so
+    /// that a power cut cannot undo it: the write-ahead log holds whatever has not been
+    /// checkpointed into the file, and a checkpoint flushes the file before it empties the
+    /// log. See the module documentation for where this must run.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut log = self.path.clone().into_os_string();
+        log.push("-wal");
+        let log = PathBuf::from(log);
+        // Opened for writing: Windows flushes only through a handle that may write.
+        match std::fs::OpenOptions::new().write(true).open(&log) {
+            Ok(file) => file.sync_data(),
+            // No log: everything is in the file, flushed by the checkpoint that removed it.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+        .map_err(|error| StoreError::Sync { path: log, error })
     }
 
     fn sqlite(&self) -> impl Fn(rusqlite::Error) -> StoreError {

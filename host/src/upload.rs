@@ -146,11 +146,19 @@ pub fn drain_until(
             let stopping = report.stopped.is_some()
                 || stop.load(Ordering::Relaxed)
                 || started.elapsed() > MAX_DRAIN;
-            if !stopping && n_out < ahead {
+            // Refills when half the batches handed out have come back (or none are out),
+            // so that the flush below is shared by several batches.
+            if !stopping && (n_out == 0 || n_out <= ahead / 2) {
                 let due = match store.due_batches(now_ms(), after_id, ahead - n_out) {
                     Ok(due) => due,
                     Err(error) => break Err(error),
                 };
+                // What the WFM sees must survive a power cut (see the store's docs).
+                if !due.is_empty() {
+                    if let Err(error) = store.sync() {
+                        break Err(error);
+                    }
+                }
                 for batch in due {
                     after_id = batch.id;
                     n_out += 1;
