@@ -160,9 +160,10 @@ impl Timestamp {
                 (second_of_day % 60, 2, b'Z'),
             ];
             for (value, width, separator) in fields {
-                for position in 0..width {
-                    let digit = value / 10i64.pow((width - 1 - position) as u32) % 10;
-                    timestamp.text[timestamp.len + position] = b'0' + digit as u8;
+                let mut rest = value;
+                for position in (0..width).rev() {
+                    timestamp.text[timestamp.len + position] = b'0' + (rest % 10) as u8;
+                    rest /= 10;
                 }
                 timestamp.len += width;
                 timestamp.text[timestamp.len] = separator;

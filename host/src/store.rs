@@ -156,16 +156,18 @@ enum BodyEncoding {
 const MAX_BODY_BYTES: usize = 1 << 30;
 
 impl BodyEncoding {
-    /// Encodes `body` into `out` (a buffer kept for reuse: a fresh one per body would be
-    /// fresh memory, zeroed by the kernel, every time).
-    fn encode(body: &[u8], out: &mut Vec<u8>) -> BodyEncoding {
-        out.clear();
-        out.resize(4 + lz4_flex::block::get_maximum_output_size(body.len()), 0);
+    /// Encodes `body` into the start of `out` and returns the encoding and the encoded
+    /// length. `out` is a buffer kept for reuse (fresh memory per body would be pages for
+    /// the kernel to zero every time) and only ever grows.
+    fn encode(body: &[u8], out: &mut Vec<u8>) -> (BodyEncoding, usize) {
+        let needed = 4 + lz4_flex::block::get_maximum_output_size(body.len());
+        if out.len() < needed {
+            out.resize(needed, 0);
+        }
         out[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-        let n = lz4_flex::block::compress_into(body, &mut out[4..])
+        let n = lz4_flex::block::compress_into(body, &mut out[4..needed])
             .expect("the output has the maximum compressed size");
-        out.truncate(4 + n);
-        BodyEncoding::Lz4
+        (BodyEncoding::Lz4, 4 + n)
     }
 
     fn decode(encoding: i64, stored: Vec<u8>) -> Result<Vec<u8>, String> {
@@ -618,12 +620,12 @@ impl Store {
             .map_err(&sqlite)?;
         let mut ids = Vec::with_capacity(outcome.bodies.len());
         for body in &outcome.bodies {
-            let encoding = BodyEncoding::encode(&body.body, &mut self.scratch);
+            let (encoding, length) = BodyEncoding::encode(&body.body, &mut self.scratch);
             let stored = StoredBody {
                 connector: &outcome.connector,
                 endpoint: &body.endpoint,
                 n_records: body.n_records as i64,
-                body: &self.scratch,
+                body: &self.scratch[..length],
                 encoding: encoding as i64,
             };
             ids.push(enqueue(&transaction, &self.instance, &stored, now).map_err(&sqlite)?);
