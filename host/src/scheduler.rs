@@ -6,7 +6,7 @@
 //! and hands it, with the work, to `spawn_blocking`. Tasks talk through `watch` channels:
 //! readers bump `enqueued` after storing, the uploader publishes its progress (readers
 //! waiting for room watch it), and `stop` ends everything at the next safe point (between
-//! days of a read, between drain rounds).
+//! days of a read, and between the requests of a drain).
 //!
 //! Schedules: a windowed PhoneLink stream reads at each interval boundary plus the delay,
 //! re-reading the reconciliation window every time; TimeLink reads every
@@ -98,7 +98,7 @@ pub struct OnceSummary {
 /// The uploader's progress, for readers waiting for room in the outbox.
 #[derive(Clone, Copy, Debug, Default)]
 struct UploadState {
-    /// Drain rounds done.
+    /// Drains done.
     generation: u64,
     /// The last drain delivered nothing although it had batches: waiting readers give up
     /// (in `run --once`) or wait for their next tick (in the service).
@@ -112,7 +112,7 @@ struct Shared {
     registry: Arc<Registry>,
     sink: Arc<dyn Sink>,
     observer: Arc<dyn Observer>,
-    /// Set on SIGINT/SIGTERM; blocking work checks it between days and drain rounds.
+    /// Set on SIGINT/SIGTERM; blocking work checks it between days and before each request.
     stop_flag: Arc<AtomicBool>,
     once: bool,
 }
@@ -522,7 +522,19 @@ async fn uploader(
         })
         .await;
         store = returned;
-        let report = drained?;
+        let report = match drained {
+            Ok(report) => report,
+            Err(error) if shared.once => return Err(error),
+            Err(error) => {
+                // The service must not stop uploading for good over one failure of the
+                // store (a full disk, say): it says so and tries again in a minute.
+                tracing::error!(%error, "uploading failed; trying again in a minute");
+                if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
+                    return finish(total);
+                }
+                continue;
+            }
+        };
         if !shared.once && report.n_delivered_batches > 0 {
             tracing::info!(
                 n_records = report.n_delivered_records,

@@ -682,7 +682,7 @@ impl Store {
     /// Up to `limit` outbox batches due for an attempt at `now_ms` with an id above
     /// `after_id`, oldest first.
     pub fn due_batches(
-        &self,
+        &mut self,
         now_ms: i64,
         after_id: i64,
         limit: usize,
@@ -711,17 +711,32 @@ impl Store {
                 ))
             })
             .map_err(self.sqlite())?;
-        rows.map(|row| {
+        let mut due = Vec::new();
+        let mut damaged = Vec::new();
+        for row in rows {
             let (stored, encoding, mut batch) = row.map_err(self.sqlite())?;
-            batch.body = BodyEncoding::decode(encoding, stored)
-                .map_err(|reason| StoreError::Unusable {
-                    path: self.path.clone(),
-                    reason: format!("outbox batch {}: {reason}", batch.id),
-                })?
-                .into();
-            Ok(batch)
-        })
-        .collect()
+            match BodyEncoding::decode(encoding, stored) {
+                Ok(body) => {
+                    batch.body = body.into();
+                    due.push(batch);
+                }
+                Err(reason) => damaged.push(OutboxUpdate::Quarantine {
+                    id: batch.id,
+                    status: None,
+                    response: format!(
+                        "not sent: acdlink cannot read this batch back from the state store ({reason})"
+                    ),
+                }),
+            }
+        }
+        drop(statement);
+        if !damaged.is_empty() {
+            // One damaged row must not stop the upload of everything else: it goes where
+            // `status` shows it.
+            tracing::error!(n_batches = damaged.len(), path = %self.path.display(), "outbox batches cannot be read back; quarantined");
+            self.apply(&damaged)?;
+        }
+        Ok(due)
     }
 
     /// Applies the outcomes of several delivery attempts in one transaction.
@@ -1181,7 +1196,7 @@ mod tests {
                 .store_read(&outcome("hq", 900_000, &["{\"a\":1}", "{\"b\":2}"]))
                 .unwrap()
         };
-        let store = Store::open(dir.path()).unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
         assert_eq!(
             store.checkpoint("hq", "phonelink-intervals").unwrap(),
             Some(Checkpoint {
@@ -1371,7 +1386,7 @@ mod tests {
             .unwrap();
         let due = store.due_batches(now_ms(), 0, 10).unwrap();
         assert_eq!(&due[1].body[..], b"{}");
-        // A damaged compressed body names its batch.
+        // A damaged compressed body is quarantined with the reason, and the rest goes on.
         store
             .connection
             .execute(
@@ -1379,13 +1394,18 @@ mod tests {
                 [],
             )
             .unwrap();
-        let error = store.due_batches(now_ms(), 0, 10).unwrap_err().to_string();
+        let now_due = store.due_batches(now_ms(), 0, 10).unwrap();
+        assert_eq!(now_due.len(), 1);
+        assert_eq!(now_due[0].idempotency_key, "old-key");
+        let quarantined = store.quarantined().unwrap();
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].id, due[0].id);
         assert!(
-            error.contains(&format!(
-                "outbox batch {}: the compressed body is damaged",
-                due[0].id
-            )),
-            "{error}"
+            quarantined[0].response.contains(
+                "cannot read this batch back from the state store (the compressed body is damaged"
+            ),
+            "{:?}",
+            quarantined[0].response
         );
     }
 

@@ -88,7 +88,8 @@ pub fn drain(
 /// How long one drain takes new batches; it then finishes those in flight and returns.
 const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// [`drain`] that also ends, once `stop` is set, after the deliveries in flight.
+/// [`drain`] that also ends, once `stop` is set, after the requests in flight: batches
+/// handed out but not yet sent are left as they are.
 ///
 /// The drain is a stream, not a series of rounds: `concurrency` workers deliver while this
 /// thread keeps a few batches per worker queued ahead of them and writes the outcomes to
@@ -109,19 +110,22 @@ pub fn drain_until(
     let ahead = (concurrency * 4).max(8);
     let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<OutboxBatch>(ahead);
     let job_rx = std::sync::Mutex::new(job_rx);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(OutboxBatch, Delivery)>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(OutboxBatch, Option<Delivery>)>();
     std::thread::scope(|scope| {
         for _ in 0..concurrency {
             let done_tx = done_tx.clone();
             let job_rx = &job_rx;
             scope.spawn(move || {
                 while let Ok(Ok(batch)) = job_rx.lock().map(|receiver| receiver.recv()) {
-                    let delivery = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        sink.deliver(&batch)
-                    }))
-                    .unwrap_or_else(|_| Delivery::Retry {
-                        error: "the delivery thread panicked".to_string(),
-                        retry_after_secs: None,
+                    // After a stop, batches not yet sent stay as they are.
+                    let delivery = (!stop.load(Ordering::Relaxed)).then(|| {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            sink.deliver(&batch)
+                        }))
+                        .unwrap_or_else(|_| Delivery::Retry {
+                            error: "the delivery thread panicked".to_string(),
+                            retry_after_secs: None,
+                        })
                     });
                     if done_tx.send((batch, delivery)).is_err() {
                         break;
@@ -197,13 +201,15 @@ pub fn drain_until(
     Ok(report)
 }
 
-/// Turns delivery outcomes into store updates, counting them in `report`.
+/// Turns delivery outcomes into store updates, counting them in `report`. A batch without
+/// an outcome was not sent (a stop came first) and stays as it is.
 fn record_outcomes(
-    outcomes: Vec<(OutboxBatch, Delivery)>,
+    outcomes: Vec<(OutboxBatch, Option<Delivery>)>,
     report: &mut DrainReport,
 ) -> Vec<OutboxUpdate> {
     let mut updates = Vec::with_capacity(outcomes.len());
     for (batch, delivery) in outcomes {
+        let Some(delivery) = delivery else { continue };
         match delivery {
             Delivery::Delivered => {
                 updates.push(OutboxUpdate::Delivered { id: batch.id });
@@ -378,5 +384,56 @@ mod drain_tests {
             2,
             "the data is kept"
         );
+    }
+
+    /// A WFM that takes the first batch and, while doing so, the service is told to stop.
+    struct StopsTheService<'a> {
+        stop: &'a AtomicBool,
+        n_calls: AtomicUsize,
+    }
+
+    impl Sink for StopsTheService<'_> {
+        fn deliver(&self, _batch: &OutboxBatch) -> Delivery {
+            self.n_calls.fetch_add(1, Ordering::Relaxed);
+            self.stop.store(true, Ordering::Relaxed);
+            Delivery::Delivered
+        }
+    }
+
+    #[test]
+    fn a_stop_leaves_the_batches_not_yet_sent_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let bodies = (0..10)
+            .map(|n| NewBody {
+                endpoint: "queue-intervals".to_string(),
+                n_records: 1,
+                body: format!("{{\"n\":{n}}}").into_bytes(),
+            })
+            .collect();
+        store
+            .store_read(&ReadOutcome {
+                connector: "hq".to_string(),
+                stream: "phonelink-intervals".to_string(),
+                checkpoint: Checkpoint::default(),
+                bodies,
+                ..ReadOutcome::default()
+            })
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        let sink = StopsTheService {
+            stop: &stop,
+            n_calls: AtomicUsize::new(0),
+        };
+        let report = drain_until(&mut store, &sink, &stop, |_| {}).unwrap();
+        assert_eq!(
+            sink.n_calls.load(Ordering::Relaxed),
+            1,
+            "one request, then the stop"
+        );
+        assert_eq!(report.n_delivered_batches, 1);
+        let left = store.due_batches(now_ms(), 0, 100).unwrap();
+        assert_eq!(left.len(), 9);
+        assert!(left.iter().all(|batch| batch.attempts == 0), "untouched");
     }
 }
