@@ -491,7 +491,9 @@ fn until_next_read(connector: &ConnectorConfig, stream: StreamKind) -> Duration 
     Duration::from_millis((boundary + delay_ms - now).max(1000) as u64)
 }
 
-/// Drains the outbox whenever readers stored something and whenever a retry falls due.
+/// Drains the outbox whenever readers stored something and whenever a retry falls due. In
+/// the service, a failure of the store (a full disk, say) does not end uploading for good:
+/// it is logged and the uploader starts again a minute later.
 async fn uploader(
     shared: Arc<Shared>,
     mut enqueued: watch::Receiver<u64>,
@@ -499,17 +501,47 @@ async fn uploader(
     mut readers_done: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<DrainReport, StoreError> {
-    let mut store = open_store(&shared).await?;
     let mut total = DrainReport::default();
-    let finish = |total: DrainReport| {
-        progress.send_modify(|state| state.finished = true);
-        Ok(total)
+    let result = loop {
+        let uploaded = upload_loop(
+            &shared,
+            &mut enqueued,
+            &progress,
+            &mut readers_done,
+            &mut stop,
+            &mut total,
+        )
+        .await;
+        match uploaded {
+            Ok(()) => break Ok(()),
+            Err(error) if shared.once => break Err(error),
+            Err(error) => {
+                tracing::error!(%error, "uploading failed; trying again in a minute");
+                if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
+                    break Ok(());
+                }
+            }
+        }
     };
+    progress.send_modify(|state| state.finished = true);
+    result.map(|()| total)
+}
+
+/// The uploader until it is done (`run --once`) or stopped, or until the store fails.
+async fn upload_loop(
+    shared: &Arc<Shared>,
+    enqueued: &mut watch::Receiver<u64>,
+    progress: &watch::Sender<UploadState>,
+    readers_done: &mut watch::Receiver<bool>,
+    stop: &mut watch::Receiver<bool>,
+    total: &mut DrainReport,
+) -> Result<(), StoreError> {
+    let mut store = open_store(shared).await?;
     loop {
         let readers_were_done = *readers_done.borrow_and_update();
         enqueued.borrow_and_update();
         let (returned, drained) = blocking(store, {
-            let shared = Arc::clone(&shared);
+            let shared = Arc::clone(shared);
             let mut so_far = total.clone();
             move |store| {
                 let before = so_far.clone();
@@ -522,19 +554,7 @@ async fn uploader(
         })
         .await;
         store = returned;
-        let report = match drained {
-            Ok(report) => report,
-            Err(error) if shared.once => return Err(error),
-            Err(error) => {
-                // The service must not stop uploading for good over one failure of the
-                // store (a full disk, say): it says so and tries again in a minute.
-                tracing::error!(%error, "uploading failed; trying again in a minute");
-                if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
-                    return finish(total);
-                }
-                continue;
-            }
-        };
+        let report = drained?;
         if !shared.once && report.n_delivered_batches > 0 {
             tracing::info!(
                 n_records = report.n_delivered_records,
@@ -553,14 +573,14 @@ async fn uploader(
             state.stalled = report.n_delivered_batches == 0 && depth.n_batches > 0;
         });
         if *stop.borrow() {
-            return finish(total);
+            return Ok(());
         }
         if shared.once {
             if report.stopped.is_some() {
-                return finish(total);
+                return Ok(());
             }
             if readers_were_done && report.n_delivered_batches == 0 {
-                return finish(total);
+                return Ok(());
             }
             if report.n_delivered_batches > 0 {
                 continue;
@@ -582,8 +602,8 @@ async fn uploader(
         };
         if report.stopped.is_some() {
             // The WFM refused the key: try again in a minute, not after every read.
-            if sleep_or_stop(Duration::from_secs(60), &mut stop).await {
-                return finish(total);
+            if sleep_or_stop(Duration::from_secs(60), stop).await {
+                return Ok(());
             }
             continue;
         }
@@ -591,7 +611,7 @@ async fn uploader(
         tokio::select! {
             _ = enqueued.changed() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return finish(total),
+            _ = stop.changed() => return Ok(()),
         }
     }
 }
