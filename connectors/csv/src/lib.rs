@@ -32,7 +32,7 @@ use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTE
 use layout::{
     Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
 };
-use reader::{FileStart, ReadAhead};
+use reader::{FileStart, Rows};
 use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
     PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
@@ -81,7 +81,7 @@ impl Stream {
 struct Live {
     stream: &'static str,
     checksum: String,
-    rows: ReadAhead,
+    rows: Rows<std::io::BufReader<File>>,
     row_reader: RowReader,
     header: Option<Vec<String>>,
 }
@@ -953,12 +953,12 @@ impl CsvConnector {
                 let mut chains = open_spans.clone();
                 let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
                 let header = start.header.as_deref();
-                let mut rows = ReadAhead::spawn(rows);
+                let mut rows = rows;
                 while rows.advance().map_err(cannot_read)? {
-                    if reader::is_skipped(rows.row(), &stream.format) {
+                    if reader::is_skipped(&rows.row, &stream.format) {
                         continue;
                     }
-                    match row_reader.convert(rows.row(), &mut chains) {
+                    match row_reader.convert(&rows.row, &mut chains) {
                         Ok(Output::ContactForInterval {
                             key,
                             handled,
@@ -1067,7 +1067,7 @@ impl CsvConnector {
                     self.live = Some(Live {
                         stream: stream_name,
                         checksum: progress.file.checksum.clone(),
-                        rows: ReadAhead::spawn(rows),
+                        rows,
                         row_reader: RowReader::new(
                             layout,
                             width,
@@ -1130,12 +1130,12 @@ impl CsvConnector {
                 at_end = true;
                 break;
             }
-            if reader::is_skipped(live.rows.row(), format) {
+            if reader::is_skipped(&live.rows.row, format) {
                 continue;
             }
             match live
                 .row_reader
-                .convert(live.rows.row(), &mut state.open_spans)
+                .convert(&live.rows.row, &mut state.open_spans)
             {
                 Ok(Output::Interval(record)) => {
                     intervals.push(record);

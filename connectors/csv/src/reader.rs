@@ -10,7 +10,6 @@ use std::{
     fs::File,
     io::{self, BufRead, BufReader, Read, Seek, SeekFrom},
     path::Path,
-    sync::mpsc,
 };
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -143,22 +142,6 @@ impl<R: Read> Rows<R> {
     pub fn is_skipped(&self, format: &Format) -> bool {
         is_skipped(&self.row, format)
     }
-
-    /// Reads the next row into `record` instead of `self.row`: its line, and where the
-    /// row after it begins (byte, line). `None` at the end of the file.
-    fn read_into(&mut self, record: &mut ByteRecord) -> io::Result<Option<(u64, u64, u64)>> {
-        let more = self
-            .csv
-            .read_byte_record(record)
-            .map_err(|error| match error.into_kind() {
-                csv::ErrorKind::Io(error) => error,
-                other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-            })?;
-        Ok(more.then(|| {
-            let line = self.line_base + record.position().map_or(0, |position| position.line());
-            (line, self.next_byte(), self.next_line())
-        }))
-    }
 }
 
 /// Whether a row is to be skipped: a blank line, or what the format says to skip: empty
@@ -178,142 +161,6 @@ pub fn is_skipped(row: &ByteRecord, format: &Format) -> bool {
                 .iter()
                 .any(|needle| memchr::memmem::find(cell, needle).is_some())
         })
-}
-
-/// Rows parsed ahead on a thread of their own, so that parsing the CSV and converting
-/// rows into records run on two cores. Batches of rows go through a channel of two, so
-/// at most three batches are in memory; their buffers are sent back to be reused.
-pub struct ReadAhead {
-    batches: mpsc::Receiver<io::Result<RowBatch>>,
-    recycle: mpsc::SyncSender<RowBatch>,
-    current: RowBatch,
-    /// How many rows of `current` have been handed out.
-    n_taken: usize,
-    /// Where the row after the last one handed out begins (byte, line).
-    next: (u64, u64),
-    parser: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Rows parsed ahead: each with its line and where the row after it begins.
-#[derive(Default)]
-pub struct RowBatch {
-    rows: Vec<ByteRecord>,
-    positions: Vec<(u64, u64, u64)>,
-    len: usize,
-    at_end: bool,
-}
-
-/// Rows per batch: enough to make a channel hand-over rare, small enough to stay in cache.
-const ROWS_PER_BATCH: usize = 256;
-
-impl ReadAhead {
-    /// Parses `rows` on a new thread from where they are now.
-    pub fn spawn<R: Read + Send + 'static>(mut rows: Rows<R>) -> ReadAhead {
-        let next = (rows.next_byte(), rows.next_line());
-        let (sender, batches) = mpsc::sync_channel::<io::Result<RowBatch>>(2);
-        let (recycle, recycled) = mpsc::sync_channel::<RowBatch>(4);
-        let parser = std::thread::Builder::new()
-            .name("csv-read-ahead".to_string())
-            .spawn(move || loop {
-                let mut batch = recycled.try_recv().unwrap_or_default();
-                batch.len = 0;
-                batch.at_end = false;
-                while batch.len < ROWS_PER_BATCH {
-                    if batch.rows.len() == batch.len {
-                        batch.rows.push(ByteRecord::new());
-                        batch.positions.push((0, 0, 0));
-                    }
-                    match rows.read_into(&mut batch.rows[batch.len]) {
-                        Ok(Some(position)) => {
-                            batch.positions[batch.len] = position;
-                            batch.len += 1;
-                        }
-                        Ok(None) => {
-                            batch.at_end = true;
-                            break;
-                        }
-                        Err(error) => {
-                            // The reader has gone away if this fails: nothing to do.
-                            let _ = sender.send(Err(error));
-                            return;
-                        }
-                    }
-                }
-                let at_end = batch.at_end;
-                // Fails only when the reader has gone away (the file is left).
-                if sender.send(Ok(batch)).is_err() || at_end {
-                    return;
-                }
-            })
-            .expect("the system can start a thread");
-        ReadAhead {
-            batches,
-            recycle,
-            current: RowBatch::default(),
-            n_taken: 0,
-            next,
-            parser: Some(parser),
-        }
-    }
-
-    /// Moves to the next row; `false` at the end of the file.
-    pub fn advance(&mut self) -> io::Result<bool> {
-        loop {
-            if self.n_taken < self.current.len {
-                let (_, next_byte, next_line) = self.current.positions[self.n_taken];
-                self.next = (next_byte, next_line);
-                self.n_taken += 1;
-                return Ok(true);
-            }
-            if self.current.at_end {
-                return Ok(false);
-            }
-            let batch = match self.batches.recv() {
-                Ok(batch) => batch?,
-                Err(_) => {
-                    return Err(io::Error::other(
-                        "the CSV read-ahead thread stopped before the end of the file",
-                    ))
-                }
-            };
-            let used = std::mem::replace(&mut self.current, batch);
-            // The parser may have enough buffers already: then this one is dropped.
-            let _ = self.recycle.try_send(used);
-            self.n_taken = 0;
-        }
-    }
-
-    /// The current row (after `advance` gave `true`).
-    pub fn row(&self) -> &ByteRecord {
-        &self.current.rows[self.n_taken - 1]
-    }
-
-    /// The line number (1-based) where the current row begins.
-    pub fn line(&self) -> u64 {
-        self.current.positions[self.n_taken - 1].0
-    }
-
-    /// The byte offset where the next row begins.
-    pub fn next_byte(&self) -> u64 {
-        self.next.0
-    }
-
-    /// The line number where the next row begins.
-    pub fn next_line(&self) -> u64 {
-        self.next.1
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        // Unblock a parser waiting to send (its send fails once the receiver is gone),
-        // then wait for it so that the file is closed when this returns.
-        let (_, placeholder) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.batches, placeholder));
-        if let Some(parser) = self.parser.take() {
-            let _ = parser.join();
-        }
-    }
 }
 
 /// The checksum of a whole file, without parsing it: read in large blocks straight into
