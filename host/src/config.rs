@@ -296,7 +296,7 @@ pub mod defaults {
     pub const HISTORY_DAYS: u32 = 1095;
     pub const RECONCILE_HOURS: u32 = 24;
     pub const CALL_TIMEOUT_SECS: u64 = 300;
-    pub const MAX_RECORDS: u32 = 16_384;
+    pub const MAX_RECORDS: u32 = 8192;
 }
 
 impl Config {
