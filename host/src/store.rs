@@ -1444,6 +1444,55 @@ mod tests {
     }
 
     #[test]
+    fn an_outbox_id_and_its_idempotency_key_are_never_handed_out_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let first = store
+            .store_read(&outcome("hq", 900_000, &["{\"a\":1}", "{\"b\":2}"]))
+            .unwrap();
+        let keys: Vec<String> = store
+            .due_batches(now_ms(), 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|batch| batch.idempotency_key)
+            .collect();
+        assert_eq!(keys.len(), 2);
+        for (id, key) in first.iter().zip(&keys) {
+            assert!(key.ends_with(&format!("-{id}")), "{key} names batch {id}");
+        }
+        // Delivered and gone; the next body still gets a new id and key.
+        for id in &first {
+            store.batch_delivered(*id).unwrap();
+        }
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        let next = store
+            .store_read(&outcome("hq", 1_800_000, &["{\"c\":3}"]))
+            .unwrap();
+        assert!(next[0] > first[1], "{next:?} after {first:?}");
+        let key = &store.due_batches(now_ms(), 0, 10).unwrap()[0].idempotency_key;
+        assert!(!keys.contains(key), "{key} was used before");
+    }
+
+    #[test]
+    fn the_stores_of_one_file_share_their_write_gate_and_flush_their_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Store::open(dir.path()).unwrap();
+        let two = Store::open(dir.path()).unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Store::open(other_dir.path()).unwrap();
+        assert!(Arc::ptr_eq(&one.gate, &two.gate));
+        assert!(!Arc::ptr_eq(&one.gate, &other.gate));
+        // With the log there (the stores are open) and without it (all closed).
+        one.sync().unwrap();
+        drop((one, two, other));
+        std::fs::remove_file(dir.path().join(format!("{FILE_NAME}-wal"))).ok();
+        let again = Store::open(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join(format!("{FILE_NAME}-wal"))).ok();
+        again.sync().unwrap();
+    }
+
+    #[test]
     fn pause_flags_persist() {
         let dir = tempfile::tempdir().unwrap();
         {

@@ -436,4 +436,51 @@ mod drain_tests {
         assert_eq!(left.len(), 9);
         assert!(left.iter().all(|batch| batch.attempts == 0), "untouched");
     }
+
+    /// A WFM that takes everything; while it answers the first request, a reader stores
+    /// another page through its own connection.
+    struct ReaderMeanwhile {
+        state_dir: std::path::PathBuf,
+        n_calls: AtomicUsize,
+    }
+
+    impl Sink for ReaderMeanwhile {
+        fn deliver(&self, _batch: &OutboxBatch) -> Delivery {
+            if self.n_calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                let mut reader = Store::open(&self.state_dir).unwrap();
+                reader.store_read(&page(3)).unwrap();
+            }
+            Delivery::Delivered
+        }
+    }
+
+    fn page(n_bodies: usize) -> ReadOutcome {
+        ReadOutcome {
+            connector: "hq".to_string(),
+            stream: "phonelink-intervals".to_string(),
+            checkpoint: Checkpoint::default(),
+            bodies: (0..n_bodies)
+                .map(|n| NewBody {
+                    endpoint: "queue-intervals".to_string(),
+                    n_records: 1,
+                    body: format!("{{\"n\":{n}}}").into_bytes(),
+                })
+                .collect(),
+            ..ReadOutcome::default()
+        }
+    }
+
+    #[test]
+    fn a_drain_also_takes_what_readers_store_while_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store.store_read(&page(2)).unwrap();
+        let sink = ReaderMeanwhile {
+            state_dir: dir.path().to_path_buf(),
+            n_calls: AtomicUsize::new(0),
+        };
+        let report = drain(&mut store, &sink, |_| {}).unwrap();
+        assert_eq!(report.n_delivered_batches, 5, "{report:?}");
+        assert_eq!(store.outbox_depth(None).unwrap().n_batches, 0);
+    }
 }
