@@ -1483,13 +1483,23 @@ mod tests {
         let other = Store::open(other_dir.path()).unwrap();
         assert!(Arc::ptr_eq(&one.gate, &two.gate));
         assert!(!Arc::ptr_eq(&one.gate, &other.gate));
-        // With the log there (the stores are open) and without it (all closed).
+        // The log is flushed through its own path: with the log there it works, without it
+        // there is nothing to flush, and when the path cannot be written the error names it.
+        let log = dir.path().join(format!("{FILE_NAME}-wal"));
+        assert!(log.exists());
         one.sync().unwrap();
+        std::fs::remove_file(&log).unwrap();
+        one.sync().unwrap();
+        std::fs::create_dir(&log).unwrap();
+        let error = one.sync().unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "cannot flush the state store's log {} to disk",
+                log.display()
+            )),
+            "{error}"
+        );
         drop((one, two, other));
-        std::fs::remove_file(dir.path().join(format!("{FILE_NAME}-wal"))).ok();
-        let again = Store::open(dir.path()).unwrap();
-        std::fs::remove_file(dir.path().join(format!("{FILE_NAME}-wal"))).ok();
-        again.sync().unwrap();
     }
 
     #[test]

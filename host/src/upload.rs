@@ -353,22 +353,7 @@ mod drain_tests {
     fn each_batch_gets_one_attempt_per_drain_however_slow_the_wfm() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
-        let bodies = (0..2)
-            .map(|n| NewBody {
-                endpoint: "queue-intervals".to_string(),
-                n_records: 1,
-                body: format!("{{\"n\":{n}}}").into_bytes(),
-            })
-            .collect();
-        store
-            .store_read(&ReadOutcome {
-                connector: "hq".to_string(),
-                stream: "phonelink-intervals".to_string(),
-                checkpoint: Checkpoint::default(),
-                bodies,
-                ..ReadOutcome::default()
-            })
-            .unwrap();
+        store.store_read(&page(2)).unwrap();
         let sink = SlowFailing {
             n_calls: AtomicUsize::new(0),
         };
@@ -404,22 +389,7 @@ mod drain_tests {
     fn a_stop_leaves_the_batches_not_yet_sent_as_they_are() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path()).unwrap();
-        let bodies = (0..10)
-            .map(|n| NewBody {
-                endpoint: "queue-intervals".to_string(),
-                n_records: 1,
-                body: format!("{{\"n\":{n}}}").into_bytes(),
-            })
-            .collect();
-        store
-            .store_read(&ReadOutcome {
-                connector: "hq".to_string(),
-                stream: "phonelink-intervals".to_string(),
-                checkpoint: Checkpoint::default(),
-                bodies,
-                ..ReadOutcome::default()
-            })
-            .unwrap();
+        store.store_read(&page(10)).unwrap();
         let stop = AtomicBool::new(false);
         let sink = StopsTheService {
             stop: &stop,

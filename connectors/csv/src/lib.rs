@@ -955,7 +955,7 @@ impl CsvConnector {
                 let header = start.header.as_deref();
                 let mut rows = rows;
                 while rows.advance().map_err(cannot_read)? {
-                    if reader::is_skipped(&rows.row, &stream.format) {
+                    if rows.is_skipped(&stream.format) {
                         continue;
                     }
                     match row_reader.convert(&rows.row, &mut chains) {
@@ -1130,7 +1130,7 @@ impl CsvConnector {
                 at_end = true;
                 break;
             }
-            if reader::is_skipped(&live.rows.row, format) {
+            if live.rows.is_skipped(format) {
                 continue;
             }
             match live
