@@ -46,13 +46,12 @@ pub struct FileEntry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     pub file: FileEntry,
-    /// Where the next row begins.
-    pub byte: u64,
-    pub line: u64,
-    /// Aggregated layouts: the index of the next interval to send.
+    /// The index of the next record to send, among those the checking pass made of the
+    /// file.
     #[serde(default)]
     pub index: u64,
-    /// Bad rows so far (`skip-row`), the first [`MAX_REPORTED_ROWS`] of them written out.
+    /// The file's bad rows (`skip-row`), the first [`MAX_REPORTED_ROWS`] of them written
+    /// out.
     #[serde(default)]
     pub n_bad_rows: u64,
     #[serde(default)]

@@ -354,9 +354,6 @@ struct Cells {
     date_format: Option<DateFormat>,
     time_format: Option<DateFormat>,
     clock: Clock,
-    /// Whether queue identifiers and names are copied into the records. The checking pass
-    /// of intervals and contact events only needs to know they are valid.
-    keep_queue_text: bool,
     /// The raw cells of the last point in time read, and what they gave: interval files
     /// repeat one timestamp for every queue.
     last_time: (Vec<u8>, Vec<u8>),
@@ -377,22 +374,10 @@ impl RowReader {
                 date_format: format.date_format.clone(),
                 time_format: format.time_format.clone(),
                 clock: Clock::new(zone),
-                keep_queue_text: true,
                 last_time: (Vec::new(), Vec::new()),
                 last_instant: None,
             },
         }
-    }
-
-    /// The same reader for a checking pass whose records are dropped: where the layout
-    /// allows it, queue texts are validated but not copied.
-    pub fn checking(mut self) -> RowReader {
-        self.cells.keep_queue_text = match &self.layout {
-            Layout::Intervals(_) => false,
-            Layout::Contacts(columns) => columns.contacts_as != ContactsAs::Events,
-            Layout::Statuses(_) => true,
-        };
-        self
     }
 
     /// Converts one row. `chains` holds the open spans of `span = "start-only"`.
@@ -447,25 +432,10 @@ impl Cells {
         columns: &QueueColumns,
         row: &ByteRecord,
     ) -> Result<(RString, RString, Channel), RowError> {
-        let (queue_id, queue_name) = if self.keep_queue_text {
-            let queue_id = self.identifier(row, columns.queue)?;
-            let queue_name = match columns.queue_name {
-                Some(column) => RString::from(self.text(row, column)?.as_ref()),
-                None => queue_id.clone(),
-            };
-            (queue_id, queue_name)
-        } else {
-            if self.text(row, columns.queue)?.is_empty() {
-                return Err(RowError::cell(
-                    columns.queue,
-                    b"",
-                    "an identifier, found an empty cell",
-                ));
-            }
-            if let Some(column) = columns.queue_name {
-                self.text(row, column)?;
-            }
-            (RString::new(), RString::new())
+        let queue_id = self.identifier(row, columns.queue)?;
+        let queue_name = match columns.queue_name {
+            Some(column) => RString::from(self.text(row, column)?.as_ref()),
+            None => queue_id.clone(),
         };
         let channel = match columns.channel_column {
             Some(column) => {

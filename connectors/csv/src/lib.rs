@@ -4,22 +4,26 @@
 //!
 //! [`CsvConnector`] reads each configured stream (`phonelink`, `timelink`) incrementally
 //! from its import folder. A read takes the ready files oldest first. Each new file is
-//! first checked in one streaming pass that computes its SHA-256 and, with
-//! `on_bad_row = "reject-file"`, converts every row (so a bad row on line 9 million
-//! rejects the file before any of its records reach the host). Then the file is read in
-//! pages of at most `max_records` records; the page's position (byte offset and line) is
-//! part of the connector's state, so a restart resumes where the host's last stored page
-//! ended. `commit(state)` is the only place a file is moved to the archive, deleted, or
-//! moved to the error folder with its report.
+//! first checked in one streaming pass that converts every row (so that with
+//! `on_bad_row = "reject-file"` a bad row on line 9 million rejects the file before any of
+//! its records reach the host) while a second thread parses ahead and a third computes the
+//! file's SHA-256. The pass writes the records to a temporary copy ([`spill`]); the pages
+//! of at most `max_records` records are then read from that copy, not from the file. The
+//! index of the next record is part of the connector's state, so a restart checks the
+//! file again and resumes where the host's last stored page ended. `commit(state)` is the
+//! only place a file is moved to the archive, deleted, or moved to the error folder with
+//! its report.
 //!
 //! Data flow: [`files`] finds ready files and keeps the state, [`reader`] turns a file into
-//! rows of raw bytes, [`layout`] turns a row into a record, [`format`] reads cells.
+//! rows of raw bytes, [`layout`] turns a row into a record, [`format`] reads cells,
+//! [`spill`] keeps the checked records.
 
 pub mod files;
 pub mod format;
 pub mod layout;
 pub mod reader;
 pub mod settings;
+pub mod spill;
 
 use acdlink_connector_api::{
     sdk::{Connector, OpenContext},
@@ -32,11 +36,12 @@ use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTE
 use layout::{
     Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
 };
-use reader::{FileStart, Rows};
+use reader::FileStart;
 use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
     PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
 };
+use spill::{Spill, SpillWriter};
 use std::{collections::BTreeMap, fs::File, path::Path, time::Duration};
 
 acdlink_connector_api::register_builtin!(CsvConnector);
@@ -76,21 +81,34 @@ impl Stream {
     }
 }
 
-/// The reader of the file being paged, kept between pages of one instance so that the
-/// next page continues without opening and seeking.
-struct Live {
+/// What the checking pass made of the file being paged, kept between the pages of one
+/// instance.
+struct Checked {
     stream: &'static str,
     checksum: String,
-    rows: Rows<std::io::BufReader<File>>,
-    row_reader: RowReader,
-    header: Option<Vec<String>>,
+    records: CheckedRecords,
+    /// The bad rows (`skip-row`), handed to the host with the file's first page.
+    rejects: Vec<Reject>,
+    /// The open spans after the file's last row: they become the state's when the file is
+    /// finished (until then the state keeps those before the file, which a new instance
+    /// needs to convert the file again).
+    open_spans: Chains,
 }
 
-/// The intervals summed from a contact file, kept between its pages.
-struct Aggregated {
-    checksum: String,
-    intervals: Vec<QueueInterval>,
-    rejects: Vec<Reject>,
+enum CheckedRecords {
+    /// One record per row (or per finished span), in the temporary copy.
+    Rows(Spill),
+    /// The intervals summed from a contact file.
+    Summed(Vec<QueueInterval>),
+}
+
+impl CheckedRecords {
+    fn len(&self) -> u64 {
+        match self {
+            CheckedRecords::Rows(spill) => spill.n_records(),
+            CheckedRecords::Summed(intervals) => intervals.len() as u64,
+        }
+    }
 }
 
 /// An opened CSV connector.
@@ -100,8 +118,7 @@ pub struct CsvConnector {
     on_bad_row: OnBadRow,
     settle: Duration,
     timezone: SourceTimeZone,
-    live: Option<Live>,
-    aggregated: Option<Aggregated>,
+    checked: Option<Checked>,
     /// Why files picked during this read were rejected: handed to the host with the
     /// read's batch, so that `acdlink read` and the service report them at once (the
     /// error folder and its report follow at commit).
@@ -117,8 +134,10 @@ struct Scan {
     bad_rows: Vec<String>,
     n_bad_rows: u64,
     rejects: Vec<Reject>,
-    start: Option<FileStart>,
-    intervals: Vec<QueueInterval>,
+    /// The converted records; `None` for a file that cannot be read, or one rejected for
+    /// its bad rows (`reject-file`), whose records are not kept.
+    records: Option<CheckedRecords>,
+    open_spans: Chains,
 }
 
 impl Connector for CsvConnector {
@@ -238,8 +257,7 @@ impl Connector for CsvConnector {
             on_bad_row: settings.on_bad_row,
             settle: Duration::from_secs(settings.settle_secs),
             timezone: context.timezone.clone().with_policy(settings.dst_policy()),
-            live: None,
-            aggregated: None,
+            checked: None,
             rejected_files: Vec::new(),
         })
     }
@@ -406,11 +424,7 @@ impl Connector for CsvConnector {
             batch.rejects = std::mem::take(&mut self.rejected_files).into();
             return Ok(batch);
         }
-        let (records, mut rejects) = if self.stream(stream_kind).is_aggregated() {
-            self.page_aggregated(stream_kind, &mut state, max_records)?
-        } else {
-            self.page_rows(stream_kind, &mut state, max_records)?
-        };
+        let (records, mut rejects) = self.page(stream_kind, &mut state, max_records)?;
         rejects.splice(0..0, std::mem::take(&mut self.rejected_files));
         let json = state.to_json();
         Ok(ReadBatch {
@@ -837,32 +851,41 @@ impl CsvConnector {
                 state.files.push(file);
                 continue;
             }
-            let start = scan.start.as_ref();
-            let mut progress = Progress {
-                byte: start.map_or(0, |start| start.data_byte),
-                line: start.map_or(1, |start| start.data_line),
-                index: 0,
-                n_bad_rows: 0,
-                bad_rows: Vec::new(),
-                file,
+            let Some(records) = scan.records else {
+                unreachable!("a file that neither failed nor was rejected has its records")
             };
-            if self.stream(stream_kind).is_aggregated() {
-                progress.n_bad_rows = scan.n_bad_rows;
-                progress.bad_rows = scan.bad_rows;
-                self.aggregated = Some(Aggregated {
-                    checksum: scan.checksum,
-                    intervals: scan.intervals,
-                    rejects: scan.rejects,
+            // The bad rows (`skip-row`): those listed, and how many more the report counts.
+            let mut rejects = scan.rejects;
+            if scan.n_bad_rows > rejects.len() as u64 {
+                rejects.push(Reject {
+                    position: candidate.name.as_str().into(),
+                    message: format!(
+                        "{} more bad row(s), counted in the file's report",
+                        scan.n_bad_rows - rejects.len() as u64
+                    )
+                    .into(),
                 });
             }
-            state.current = Some(progress);
+            self.checked = Some(Checked {
+                stream: self.stream(stream_kind).name,
+                checksum: scan.checksum,
+                records,
+                rejects,
+                open_spans: scan.open_spans,
+            });
+            state.current = Some(Progress {
+                index: 0,
+                n_bad_rows: scan.n_bad_rows,
+                bad_rows: scan.bad_rows,
+                file,
+            });
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// The checking pass over a new file: its checksum and, where the policy or the
-    /// layout needs it, every row converted. `None` when the file changed during the pass
+    /// The checking pass over a new file: its checksum, and every row converted (into
+    /// the temporary copy, or summed). `None` when the file changed during the pass
     /// (still being written: it is looked at again next time).
     fn scan(
         &self,
@@ -873,27 +896,6 @@ impl CsvConnector {
         let stream = self.stream(stream_kind);
         let path = &candidate.path;
         let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
-        let convert_rows = self.on_bad_row == OnBadRow::RejectFile || stream.is_aggregated();
-        if !convert_rows {
-            let (checksum, n_bytes) = match reader::checksum(path) {
-                Ok(checksum) => checksum,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(error) => return Err(cannot_read(error)),
-            };
-            // Where the rows begin (after the header): the first page starts there.
-            let file = File::open(path).map_err(cannot_read)?;
-            let (_, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
-            return Ok((n_bytes == candidate.size).then_some(Scan {
-                checksum,
-                n_bytes,
-                failure: None,
-                bad_rows: Vec::new(),
-                n_bad_rows: 0,
-                rejects: Vec::new(),
-                start: Some(start),
-                intervals: Vec::new(),
-            }));
-        }
         let file = match File::open(path) {
             Ok(file) => file,
             // Taken away since the folder was listed: nothing to read.
@@ -904,7 +906,7 @@ impl CsvConnector {
         // converts the rows: the pass takes as long as the slower of the two, not both.
         std::thread::scope(|scope| {
             let hasher = scope.spawn(|| reader::checksum(path));
-            let converted = self.convert_file(stream, candidate, file, open_spans);
+            let converted = self.convert_file(scope, stream, candidate, file, open_spans);
             let (checksum, n_bytes) = hasher
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -916,17 +918,28 @@ impl CsvConnector {
         })
     }
 
-    /// The converting half of the checking pass: every row converted, bad rows collected,
-    /// contacts summed.
-    fn convert_file(
-        &self,
-        stream: &Stream,
+    /// The converting half of the checking pass: every row converted (the records written
+    /// to the temporary copy, or contacts summed), bad rows collected.
+    fn convert_file<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        stream: &'scope Stream,
         candidate: &Candidate,
         file: File,
         open_spans: &Chains,
     ) -> Result<Scan, ConnectorError> {
         let path = &candidate.path;
         let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
+        let cannot_copy = |error| {
+            files::io_error(
+                format!(
+                    "cannot keep the checked records of {} in a temporary file in {}",
+                    candidate.name,
+                    stream.folders.import_dir.display()
+                ),
+                error,
+            )
+        };
         let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
         let mut scan = Scan {
             checksum: String::new(),
@@ -935,10 +948,11 @@ impl CsvConnector {
             bad_rows: Vec::new(),
             n_bad_rows: 0,
             rejects: Vec::new(),
-            start: None,
-            intervals: Vec::new(),
+            records: None,
+            open_spans: open_spans.clone(),
         };
-        match stream.resolve(&start) {
+        let (layout, width) = match stream.resolve(&start) {
+            Ok(resolved) => resolved,
             Err(problem) => {
                 let line = if stream.format.header {
                     start.data_line.saturating_sub(1).max(1)
@@ -946,303 +960,185 @@ impl CsvConnector {
                     1
                 };
                 scan.failure = Some(format!("line {line} (header): {problem}"));
+                return Ok(scan);
             }
-            Ok((layout, width)) => {
-                let mut row_reader =
-                    RowReader::new(layout, width, &stream.format, self.timezone.clone()).checking();
-                let mut chains = open_spans.clone();
-                let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
-                let header = start.header.as_deref();
-                let mut rows = rows;
-                while rows.advance().map_err(cannot_read)? {
-                    if rows.is_skipped(&stream.format) {
-                        continue;
+        };
+        let mut row_reader = RowReader::new(layout, width, &stream.format, self.timezone.clone());
+        let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
+        let mut copy = if stream.is_aggregated() {
+            None
+        } else {
+            Some(SpillWriter::new(&stream.folders.import_dir).map_err(cannot_copy)?)
+        };
+        let header = start.header.as_deref();
+        let mut rows = reader::parse_ahead(scope, rows, &stream.format);
+        let lines = rows.lines();
+        while let Some(chunk) = rows.next_chunk().map_err(cannot_read)? {
+            for row in chunk {
+                let written = match row_reader.convert(row, &mut scan.open_spans) {
+                    Ok(Output::Interval(record)) => {
+                        copy.as_mut().map(|copy| copy.interval(&record))
                     }
-                    match row_reader.convert(&rows.row, &mut chains) {
-                        Ok(Output::ContactForInterval {
-                            key,
-                            handled,
-                            duration_secs,
-                        }) => {
-                            let sum = sums.entry(key).or_insert((0, 0, 0.0));
-                            sum.0 += 1;
-                            if handled {
-                                sum.1 += 1;
-                                sum.2 += duration_secs;
-                            }
+                    Ok(Output::Contact(record)) => copy.as_mut().map(|copy| copy.contact(&record)),
+                    Ok(Output::Status(record)) => copy.as_mut().map(|copy| copy.status(&record)),
+                    Ok(Output::ContactForInterval {
+                        key,
+                        handled,
+                        duration_secs,
+                    }) => {
+                        let sum = sums.entry(key).or_insert((0, 0, 0.0));
+                        sum.0 += 1;
+                        if handled {
+                            sum.1 += 1;
+                            sum.2 += duration_secs;
                         }
-                        Ok(_) => {}
-                        Err(error) => {
-                            scan.n_bad_rows += 1;
-                            if scan.bad_rows.len() < MAX_REPORTED_ROWS {
-                                let line = rows.line();
-                                scan.bad_rows.push(report_line(line, &error, header));
-                                scan.rejects.push(reject_for(
-                                    &candidate.name,
-                                    line,
-                                    &error,
-                                    header,
-                                ));
-                            }
-                        }
+                        None
                     }
-                }
+                    Ok(Output::Nothing) => None,
+                    Err(error) => {
+                        scan.n_bad_rows += 1;
+                        if scan.bad_rows.len() < MAX_REPORTED_ROWS {
+                            let line = lines.of(row);
+                            scan.bad_rows.push(report_line(line, &error, header));
+                            scan.rejects
+                                .push(reject_for(&candidate.name, line, &error, header));
+                        }
+                        if self.on_bad_row == OnBadRow::RejectFile {
+                            // The file is rejected: its records are not needed any more,
+                            // the rest of the pass only completes the report.
+                            copy = None;
+                        }
+                        None
+                    }
+                };
+                written.transpose().map_err(cannot_copy)?;
+            }
+        }
+        if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
+            return Ok(scan);
+        }
+        scan.records = Some(match copy {
+            Some(copy) => CheckedRecords::Rows(copy.finish().map_err(cannot_copy)?),
+            None => {
                 let interval_minutes = match &stream.spec {
                     LayoutSpec::Contacts {
                         interval_minutes, ..
                     } => *interval_minutes,
                     _ => 0,
                 };
-                scan.intervals = sums
-                    .into_iter()
-                    .map(
-                        |(key, (offered, handled, handle_time_secs))| QueueInterval {
-                            queue_id: key.queue_id.into(),
-                            queue_name: key.queue_name.into(),
-                            channel: Channel(key.channel),
-                            start: UtcMillis(key.start_ms),
-                            interval_minutes,
-                            offered,
-                            handled,
-                            abandoned: offered - handled,
-                            handle_time_secs,
-                            extras: RVec::new(),
-                        },
-                    )
-                    .collect();
+                CheckedRecords::Summed(
+                    sums.into_iter()
+                        .map(
+                            |(key, (offered, handled, handle_time_secs))| QueueInterval {
+                                queue_id: key.queue_id.into(),
+                                queue_name: key.queue_name.into(),
+                                channel: Channel(key.channel),
+                                start: UtcMillis(key.start_ms),
+                                interval_minutes,
+                                offered,
+                                handled,
+                                abandoned: offered - handled,
+                                handle_time_secs,
+                                extras: RVec::new(),
+                            },
+                        )
+                        .collect(),
+                )
             }
-        }
-        scan.start = Some(start);
+        });
         Ok(scan)
     }
 
-    /// One page of a row-per-record layout from `state.current`.
-    fn page_rows(
+    /// One page of `state.current`, from what its checking pass made of it. A new
+    /// instance (after a restart) checks the file again first, and resumes at the index
+    /// in the state.
+    fn page(
         &mut self,
         stream_kind: StreamKind,
         state: &mut State,
         max_records: usize,
     ) -> Result<(Records, Vec<Reject>), ConnectorError> {
+        let stream = self.stream(stream_kind);
+        let stream_name = stream.name;
         let progress = state
             .current
-            .as_mut()
-            .expect("page_rows is called with a current file");
-        // Borrows the stream's field only, so that `self.live` can change below.
-        let stream = if stream_kind == StreamKind::TIMELINK {
-            &self.timelink
-        } else {
-            &self.phonelink
-        }
-        .as_ref()
-        .expect("read() checked that the stream is configured");
-        let stream_name = stream.name;
+            .as_ref()
+            .expect("page is called with a current file");
         let path = stream.folders.import_dir.join(&progress.file.name);
-        let is_live = self.live.as_ref().is_some_and(|live| {
-            live.stream == stream_name
-                && live.checksum == progress.file.checksum
-                && live.rows.next_byte() == progress.byte
+        let is_checked = self.checked.as_ref().is_some_and(|checked| {
+            checked.stream == stream_name && checked.checksum == progress.file.checksum
         });
-        if !is_live {
-            self.live = None;
-            if !files::is_unchanged(&path, &progress.file) {
-                return Err(ConnectorError::source_data(format!(
-                    "{} changed or disappeared while it was being imported (at line {}); put the complete file back or remove it from the state",
+        if !is_checked {
+            self.checked = None;
+            let changed = || {
+                ConnectorError::source_data(format!(
+                    "{} changed or disappeared while it was being imported (after {} record(s)); put the complete file back or remove it from the state",
                     path.display(),
-                    progress.line
-                )));
+                    progress.index
+                ))
+            };
+            if !files::is_unchanged(&path, &progress.file) {
+                return Err(changed());
             }
-            let cannot_read =
-                |error| files::io_error(format!("cannot read {}", path.display()), error);
-            let file = File::open(&path).map_err(cannot_read)?;
-            let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
-            match stream.resolve(&start) {
-                Ok((layout, width)) => {
-                    let rows = if start.data_byte == progress.byte {
-                        // `start` wraps the file in a BufReader already.
-                        rows
-                    } else {
-                        reader::resume(&path, &stream.format, progress.byte, progress.line)
-                            .map_err(cannot_read)?
-                    };
-                    self.live = Some(Live {
-                        stream: stream_name,
-                        checksum: progress.file.checksum.clone(),
-                        rows,
-                        row_reader: RowReader::new(
-                            layout,
-                            width,
-                            &stream.format,
-                            self.timezone.clone(),
-                        ),
-                        header: start.header,
-                    });
-                }
-                Err(problem) => {
-                    // Only with skip-row, where the file was not converted before.
-                    let mut file = progress.file.clone();
-                    file.outcome = Outcome::Failed;
-                    file.report = Some(report_text(
-                        &file,
-                        "rejected, nothing imported: the file cannot be read",
-                        &[format!(
-                            "line {} (header): {problem}",
-                            progress.line.saturating_sub(1).max(1)
-                        )],
-                        1,
-                    ));
-                    state.files.push(file);
-                    state.current = None;
-                    return Ok((
-                        Records::empty(stream_kind).expect("a known stream"),
-                        Vec::new(),
-                    ));
-                }
-            }
-        }
-        let format = &self.stream(stream_kind).format.clone();
-        let on_bad_row = self.on_bad_row;
-        let live = self.live.as_mut().expect("set above");
-        let capacity = max_records.min(8192);
-        let mut intervals = Vec::with_capacity(if stream_kind == StreamKind::PHONELINK_INTERVALS {
-            capacity
-        } else {
-            0
-        });
-        let mut contacts = Vec::with_capacity(if stream_kind == StreamKind::PHONELINK_CONTACTS {
-            capacity
-        } else {
-            0
-        });
-        let mut statuses = Vec::with_capacity(if stream_kind == StreamKind::TIMELINK {
-            capacity
-        } else {
-            0
-        });
-        let mut rejects = Vec::new();
-        let mut n_records = 0;
-        let mut at_end = false;
-        let file_name = progress.file.name.clone();
-        while n_records < max_records && rejects.len() < max_records {
-            let more = live.rows.advance().map_err(|error| {
-                files::io_error(format!("cannot read {}", path.display()), error)
-            })?;
-            if !more {
-                at_end = true;
-                break;
-            }
-            if live.rows.is_skipped(format) {
-                continue;
-            }
-            match live
-                .row_reader
-                .convert(&live.rows.row, &mut state.open_spans)
-            {
-                Ok(Output::Interval(record)) => {
-                    intervals.push(record);
-                    n_records += 1;
-                }
-                Ok(Output::Contact(record)) => {
-                    contacts.push(record);
-                    n_records += 1;
-                }
-                Ok(Output::Status(record)) => {
-                    statuses.push(record);
-                    n_records += 1;
-                }
-                Ok(Output::ContactForInterval { .. }) | Ok(Output::Nothing) => {}
-                Err(error) => {
-                    let line = live.rows.line();
-                    let header = live.header.as_deref();
-                    if on_bad_row == OnBadRow::RejectFile {
-                        let message = format!(
-                            "{file_name} changed after it was checked: {}",
-                            report_line(line, &error, header)
-                        );
-                        self.live = None;
-                        return Err(ConnectorError::source_data(message));
-                    }
-                    progress.n_bad_rows += 1;
-                    if progress.bad_rows.len() < MAX_REPORTED_ROWS {
-                        progress.bad_rows.push(report_line(line, &error, header));
-                    }
-                    rejects.push(reject_for(&file_name, line, &error, header));
-                }
-            }
-        }
-        progress.byte = live.rows.next_byte();
-        progress.line = live.rows.next_line();
-        if at_end {
-            self.live = None;
-            finish_file(state);
-        }
-        let records = match stream_kind {
-            StreamKind::PHONELINK_INTERVALS => Records::QueueIntervals(RVec::from(intervals)),
-            StreamKind::PHONELINK_CONTACTS => Records::ContactEvents(RVec::from(contacts)),
-            _ => Records::AgentStatuses(RVec::from(statuses)),
-        };
-        Ok((records, rejects))
-    }
-
-    /// One page of the intervals summed from a contact file.
-    fn page_aggregated(
-        &mut self,
-        stream_kind: StreamKind,
-        state: &mut State,
-        max_records: usize,
-    ) -> Result<(Records, Vec<Reject>), ConnectorError> {
-        let checksum = state
-            .current
-            .as_ref()
-            .expect("page_aggregated is called with a current file")
-            .file
-            .checksum
-            .clone();
-        if self
-            .aggregated
-            .as_ref()
-            .is_none_or(|aggregated| aggregated.checksum != checksum)
-        {
-            // A new instance (after a restart): sum the file again.
-            let progress = state.current.as_ref().expect("checked above");
-            let stream = self.stream(stream_kind);
-            let path = stream.folders.import_dir.join(&progress.file.name);
             let candidate = Candidate {
                 name: progress.file.name.clone(),
                 size: progress.file.size,
                 modified_ns: progress.file.modified_ns,
-                path,
+                path: path.clone(),
             };
             let scan = self
                 .scan(stream_kind, &candidate, &state.open_spans)?
-                .filter(|scan| scan.checksum == checksum)
-                .ok_or_else(|| {
-                    ConnectorError::source_data(format!(
-                        "{} changed while it was being imported",
-                        candidate.path.display()
-                    ))
-                })?;
-            self.aggregated = Some(Aggregated {
-                checksum,
-                intervals: scan.intervals,
-                rejects: scan.rejects,
+                .filter(|scan| scan.checksum == progress.file.checksum)
+                .ok_or_else(changed)?;
+            let Some(records) = scan.records else {
+                return Err(changed());
+            };
+            self.checked = Some(Checked {
+                stream: stream_name,
+                checksum: scan.checksum,
+                records,
+                // Handed over with the first page, which may be this one again.
+                rejects: if progress.index == 0 {
+                    scan.rejects
+                } else {
+                    Vec::new()
+                },
+                open_spans: scan.open_spans,
             });
         }
-        let aggregated = self.aggregated.as_ref().expect("set above");
+        let checked = self.checked.as_mut().expect("set above");
         let progress = state.current.as_mut().expect("checked above");
-        let from = progress.index as usize;
-        let to = (from + max_records).min(aggregated.intervals.len());
-        let records = aggregated.intervals[from..to].to_vec();
-        let rejects = if from == 0 {
-            aggregated.rejects.clone()
-        } else {
-            Vec::new()
+        let cannot_copy = |error| {
+            files::io_error(
+                format!(
+                    "cannot read the checked records of {} back from their temporary file",
+                    path.display()
+                ),
+                error,
+            )
         };
-        progress.index = to as u64;
-        if to >= aggregated.intervals.len() {
-            self.aggregated = None;
+        let from = progress.index;
+        let records = match &mut checked.records {
+            CheckedRecords::Rows(spill) => {
+                if spill.next() != from {
+                    spill.skip_to(stream_kind, from).map_err(cannot_copy)?;
+                }
+                spill.page(stream_kind, max_records).map_err(cannot_copy)?
+            }
+            CheckedRecords::Summed(intervals) => {
+                let from = (from as usize).min(intervals.len());
+                let to = (from + max_records).min(intervals.len());
+                Records::QueueIntervals(RVec::from(intervals[from..to].to_vec()))
+            }
+        };
+        let rejects = std::mem::take(&mut checked.rejects);
+        progress.index = from + records.len() as u64;
+        if progress.index >= checked.records.len() {
+            let checked = self.checked.take().expect("set above");
+            state.open_spans = checked.open_spans;
             finish_file(state);
         }
-        Ok((Records::QueueIntervals(RVec::from(records)), rejects))
+        Ok((records, rejects))
     }
 }
 

@@ -1,15 +1,17 @@
 //! Reading one CSV file as rows of raw bytes: byte-order mark, lines to skip, header, and
-//! resuming at a byte offset. The `csv` crate parses the raw bytes (every supported
+//! parsing ahead on a second thread. The `csv` crate parses the raw bytes (every supported
 //! encoding is ASCII-compatible, so separators, quotes and line ends are single ASCII
-//! bytes), and byte offsets are offsets into the file itself.
+//! bytes), and line numbers are those of the file itself.
 
 use crate::settings::Format;
 use csv::ByteRecord;
 use sha2::{Digest, Sha256};
 use std::{
     fs::File,
-    io::{self, BufRead, BufReader, Read, Seek, SeekFrom},
+    io::{self, BufRead, BufReader, Read},
     path::Path,
+    sync::mpsc::{self, Receiver, SyncSender},
+    thread::Scope,
 };
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -18,8 +20,6 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Clone, Debug)]
 pub struct FileStart {
     pub header: Option<Vec<String>>,
-    /// Byte offset of the first row after the header.
-    pub data_byte: u64,
     /// Line number (1-based) of the first row after the header.
     pub data_line: u64,
 }
@@ -27,7 +27,6 @@ pub struct FileStart {
 /// Rows of one file, read one at a time into `row`.
 pub struct Rows<R: Read> {
     csv: csv::Reader<R>,
-    byte_base: u64,
     line_base: u64,
     pub row: ByteRecord,
 }
@@ -52,10 +51,8 @@ fn builder(format: &Format) -> csv::ReaderBuilder {
 /// and `skip_lines` lines, and reads the header if there is one.
 pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<BufReader<R>>, FileStart)> {
     let mut buffered = BufReader::with_capacity(64 * 1024, inner);
-    let mut byte_base = 0u64;
     if buffered.fill_buf()?.starts_with(UTF8_BOM) {
         buffered.consume(UTF8_BOM.len());
-        byte_base += UTF8_BOM.len() as u64;
     }
     let mut line_base = 0u64;
     let mut skipped = Vec::new();
@@ -65,12 +62,10 @@ pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<BufReader<R
         if n_bytes == 0 {
             break;
         }
-        byte_base += n_bytes as u64;
         line_base += 1;
     }
     let mut rows = Rows {
         csv: builder(format).from_reader(buffered),
-        byte_base,
         line_base,
         row: ByteRecord::new(),
     };
@@ -89,48 +84,15 @@ pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<BufReader<R
     };
     let file_start = FileStart {
         header,
-        data_byte: rows.next_byte(),
         data_line: rows.next_line(),
     };
     Ok((rows, file_start))
 }
 
-/// Opens rows of the file at `path` from `byte`, where line `line` begins.
-pub fn resume(
-    path: &Path,
-    format: &Format,
-    byte: u64,
-    line: u64,
-) -> io::Result<Rows<BufReader<File>>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(byte))?;
-    Ok(Rows {
-        csv: builder(format).from_reader(BufReader::with_capacity(64 * 1024, file)),
-        byte_base: byte,
-        line_base: line.saturating_sub(1),
-        row: ByteRecord::new(),
-    })
-}
-
 impl<R: Read> Rows<R> {
     /// Reads the next row; `false` at the end of the file.
     pub fn advance(&mut self) -> io::Result<bool> {
-        self.csv
-            .read_byte_record(&mut self.row)
-            .map_err(|error| match error.into_kind() {
-                csv::ErrorKind::Io(error) => error,
-                other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-            })
-    }
-
-    /// The line number (1-based) where the current row begins.
-    pub fn line(&self) -> u64 {
-        self.line_base + self.row.position().map_or(0, |position| position.line())
-    }
-
-    /// The byte offset where the next row begins.
-    pub fn next_byte(&self) -> u64 {
-        self.byte_base + self.csv.position().byte()
+        read_row(&mut self.csv, &mut self.row)
     }
 
     /// The line number where the next row begins.
@@ -141,6 +103,114 @@ impl<R: Read> Rows<R> {
     /// Whether the current row is to be skipped (see [`is_skipped`]).
     pub fn is_skipped(&self, format: &Format) -> bool {
         is_skipped(&self.row, format)
+    }
+}
+
+fn read_row<R: Read>(csv: &mut csv::Reader<R>, row: &mut ByteRecord) -> io::Result<bool> {
+    csv.read_byte_record(row)
+        .map_err(|error| match error.into_kind() {
+            csv::ErrorKind::Io(error) => error,
+            other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
+        })
+}
+
+/// Rows handed over by [`parse_ahead`] at a time: enough that handing over costs nothing
+/// per row, few enough that the chunks in flight stay small.
+const CHUNK_ROWS: usize = 1024;
+
+/// Rows parsed on a second thread while this one converts them: parsing is a third of
+/// a row's cost, and the machine has a second core. Rows to skip are skipped there.
+pub struct RowsAhead {
+    full: Receiver<io::Result<Vec<ByteRecord>>>,
+    empty: SyncSender<Vec<ByteRecord>>,
+    line_base: u64,
+    chunk: Vec<ByteRecord>,
+}
+
+/// Parses `rows` to their end on a thread of `scope`, skipping what `format` says to.
+pub fn parse_ahead<'scope, R: Read + Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    rows: Rows<R>,
+    format: &'scope Format,
+) -> RowsAhead {
+    let (full_sender, full) = mpsc::sync_channel::<io::Result<Vec<ByteRecord>>>(2);
+    let (empty, empty_receiver) = mpsc::sync_channel::<Vec<ByteRecord>>(4);
+    let Rows {
+        mut csv, line_base, ..
+    } = rows;
+    scope.spawn(move || {
+        // Chunks come back to be filled again; the spare records keep their buffers.
+        let mut spare = Vec::new();
+        loop {
+            let mut chunk = empty_receiver
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_ROWS));
+            spare.append(&mut chunk);
+            let mut at_end = false;
+            while chunk.len() < CHUNK_ROWS {
+                let mut row = spare.pop().unwrap_or_default();
+                match read_row(&mut csv, &mut row) {
+                    Ok(true) if is_skipped(&row, format) => spare.push(row),
+                    Ok(true) => chunk.push(row),
+                    Ok(false) => {
+                        at_end = true;
+                        break;
+                    }
+                    Err(error) => {
+                        let _ = full_sender.send(Err(error));
+                        return;
+                    }
+                }
+            }
+            // A closed channel: the converting side stopped early.
+            if (!chunk.is_empty() && full_sender.send(Ok(chunk)).is_err()) || at_end {
+                return;
+            }
+        }
+    });
+    RowsAhead {
+        full,
+        empty,
+        line_base,
+        chunk: Vec::new(),
+    }
+}
+
+impl RowsAhead {
+    /// The next rows to convert; `None` at the end of the file.
+    pub fn next_chunk(&mut self) -> io::Result<Option<&[ByteRecord]>> {
+        let done = std::mem::take(&mut self.chunk);
+        if done.capacity() > 0 {
+            // The parser may have stopped already: then the chunk is simply dropped.
+            let _ = self.empty.try_send(done);
+        }
+        match self.full.recv() {
+            Ok(chunk) => {
+                self.chunk = chunk?;
+                Ok(Some(&self.chunk))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The line numbers of the rows.
+    pub fn lines(&self) -> Lines {
+        Lines {
+            base: self.line_base,
+        }
+    }
+}
+
+/// The line numbers of the rows of [`RowsAhead`].
+#[derive(Clone, Copy, Debug)]
+pub struct Lines {
+    base: u64,
+}
+
+impl Lines {
+    /// The line number (1-based) where `row` begins.
+    pub fn of(self, row: &ByteRecord) -> u64 {
+        self.base + row.position().map_or(0, |position| position.line())
     }
 }
 

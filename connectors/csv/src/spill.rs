@@ -1,0 +1,508 @@
+//! The checked copy of a file: its records, converted once by the checking pass and
+//! written to an unnamed temporary file, so that the pages read them back instead of
+//! parsing and converting the file a second time.
+//!
+//! The copy lives as long as the connector instance that made it. A new instance (after
+//! a restart) checks the file again and resumes at the record index kept in the state.
+//! The encoding is private to this module and to one process: blocks of records, each
+//! read back whole; fixed-width numbers in native byte order; texts as a length and their
+//! UTF-8 bytes, and the texts that repeat (queues, agents, activities) written once and
+//! referred to by number after.
+
+use acdlink_connector_api::{
+    AgentStatus, Channel, ContactEvent, Extra, QueueInterval, RCowStr, ROption, RString, RVec,
+    Records, StreamKind, UtcMillis,
+};
+use rustc_hash::FxHashMap;
+use std::{
+    fs::File,
+    io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write},
+    path::Path,
+};
+
+/// Records are written in blocks of about this many bytes, each read back whole.
+const BLOCK_BYTES: usize = 64 * 1024;
+
+/// At most this many distinct texts are written once and referred to after; texts beyond
+/// are written each time, so that a file of ever new texts keeps memory flat.
+const MAX_INTERNED: usize = 100_000;
+
+/// A text's length word: the text is a reference to an interned text ...
+const REFERENCE: u32 = 1 << 31;
+/// ... or a new interned text, whose bytes follow (else a text written once).
+const INTERNED: u32 = 1 << 30;
+const LENGTH: u32 = INTERNED - 1;
+
+/// Writes the records of the checking pass.
+pub struct SpillWriter {
+    out: BufWriter<File>,
+    block: Vec<u8>,
+    n_records: u64,
+    /// Queue, agent and activity texts repeat on most rows: each is written once.
+    interned: FxHashMap<Box<str>, u32>,
+}
+
+/// The records of a checked file, read back page by page.
+pub struct Spill {
+    input: BufReader<File>,
+    block: Vec<u8>,
+    /// Where the next record begins in `block`.
+    at: usize,
+    n_records: u64,
+    /// The index of the next record `page` returns.
+    next: u64,
+    interned: Vec<RString>,
+}
+
+impl SpillWriter {
+    /// A new copy in `dir`, as a file without a name where the system allows it (and a
+    /// temporary name the import folder ignores where it does not); it is gone when
+    /// dropped, even after a crash.
+    pub fn new(dir: &Path) -> io::Result<SpillWriter> {
+        let file = tempfile::tempfile_in(dir)?;
+        Ok(SpillWriter {
+            out: BufWriter::with_capacity(256 * 1024, file),
+            block: Vec::with_capacity(BLOCK_BYTES + 1024),
+            n_records: 0,
+            interned: FxHashMap::default(),
+        })
+    }
+
+    pub fn interval(&mut self, record: &QueueInterval) -> io::Result<()> {
+        self.interned_text(&record.queue_id)?;
+        self.interned_text(&record.queue_name)?;
+        self.block.push(record.channel.0);
+        self.block.extend_from_slice(&record.start.0.to_ne_bytes());
+        self.block
+            .extend_from_slice(&record.interval_minutes.to_ne_bytes());
+        self.block.extend_from_slice(&record.offered.to_ne_bytes());
+        self.block.extend_from_slice(&record.handled.to_ne_bytes());
+        self.block
+            .extend_from_slice(&record.abandoned.to_ne_bytes());
+        self.block
+            .extend_from_slice(&record.handle_time_secs.to_ne_bytes());
+        self.block
+            .extend_from_slice(&(record.extras.len() as u32).to_ne_bytes());
+        for extra in &record.extras {
+            self.interned_text(extra.name.as_str())?;
+            self.block.extend_from_slice(&extra.value.to_ne_bytes());
+        }
+        self.end_record()
+    }
+
+    pub fn contact(&mut self, record: &ContactEvent) -> io::Result<()> {
+        self.interned_text(&record.queue_id)?;
+        self.interned_text(&record.queue_name)?;
+        self.block.push(record.channel.0);
+        self.block
+            .extend_from_slice(&record.timestamp.0.to_ne_bytes());
+        self.block.push(
+            u8::from(record.offered)
+                | u8::from(record.handled) << 1
+                | u8::from(record.contact_id.is_some()) << 2,
+        );
+        self.block
+            .extend_from_slice(&record.duration_secs.to_ne_bytes());
+        if let ROption::RSome(contact_id) = &record.contact_id {
+            // Contact identifiers do not repeat: not interned.
+            self.text(contact_id, 0)?;
+        }
+        self.end_record()
+    }
+
+    pub fn status(&mut self, record: &AgentStatus) -> io::Result<()> {
+        self.interned_text(&record.agent_id)?;
+        self.interned_text(&record.activity_id)?;
+        self.block
+            .push(u8::from(record.activity_name.is_some()) | u8::from(record.end.is_some()) << 1);
+        self.block.extend_from_slice(&record.start.0.to_ne_bytes());
+        let end = record.end.map_or(0, |end| end.0);
+        self.block.extend_from_slice(&end.to_ne_bytes());
+        if let ROption::RSome(name) = &record.activity_name {
+            self.interned_text(name)?;
+        }
+        self.end_record()
+    }
+
+    fn interned_text(&mut self, text: &str) -> io::Result<()> {
+        if let Some(&index) = self.interned.get(text) {
+            self.block
+                .extend_from_slice(&(REFERENCE | index).to_ne_bytes());
+            return Ok(());
+        }
+        if self.interned.len() < MAX_INTERNED {
+            self.interned
+                .insert(text.into(), self.interned.len() as u32);
+            return self.text(text, INTERNED);
+        }
+        self.text(text, 0)
+    }
+
+    fn text(&mut self, text: &str, flag: u32) -> io::Result<()> {
+        let len = u32::try_from(text.len())
+            .ok()
+            .filter(|&len| len <= LENGTH)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a cell over 1 GiB"))?;
+        self.block.extend_from_slice(&(flag | len).to_ne_bytes());
+        self.block.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
+    fn end_record(&mut self) -> io::Result<()> {
+        self.n_records += 1;
+        if self.block.len() >= BLOCK_BYTES {
+            self.write_block()?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self) -> io::Result<()> {
+        self.out
+            .write_all(&(self.block.len() as u64).to_ne_bytes())?;
+        self.out.write_all(&self.block)?;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// The copy, ready to be read from its first record.
+    pub fn finish(mut self) -> io::Result<Spill> {
+        if !self.block.is_empty() {
+            self.write_block()?;
+        }
+        let mut file = self.out.into_inner().map_err(|error| error.into_error())?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Spill {
+            input: BufReader::with_capacity(256 * 1024, file),
+            block: self.block,
+            at: 0,
+            n_records: self.n_records,
+            next: 0,
+            interned: Vec::with_capacity(self.interned.len()),
+        })
+    }
+}
+
+fn damaged() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the temporary copy of the checked records is damaged",
+    )
+}
+
+impl Spill {
+    pub fn n_records(&self) -> u64 {
+        self.n_records
+    }
+
+    /// The index of the record the next page begins with.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Skips records up to index `to` (resuming a file after a restart).
+    pub fn skip_to(&mut self, kind: StreamKind, to: u64) -> io::Result<()> {
+        while self.next < to.min(self.n_records) {
+            self.page(kind, (to - self.next).min(4096) as usize)?;
+        }
+        Ok(())
+    }
+
+    /// The next page: at most `max_records` records of stream `kind`.
+    pub fn page(&mut self, kind: StreamKind, max_records: usize) -> io::Result<Records> {
+        let n = (self.n_records - self.next).min(max_records as u64) as usize;
+        let mut records = Records::empty(kind)
+            .ok_or_else(|| io::Error::other(format!("no records of stream {kind}")))?;
+        match &mut records {
+            Records::QueueIntervals(out) => {
+                out.reserve(n);
+                for _ in 0..n {
+                    self.fill()?;
+                    out.push(self.interval()?);
+                }
+            }
+            Records::ContactEvents(out) => {
+                out.reserve(n);
+                for _ in 0..n {
+                    self.fill()?;
+                    out.push(self.contact()?);
+                }
+            }
+            Records::AgentStatuses(out) => {
+                out.reserve(n);
+                for _ in 0..n {
+                    self.fill()?;
+                    out.push(self.status()?);
+                }
+            }
+        }
+        self.next += n as u64;
+        Ok(records)
+    }
+
+    /// Reads the next block when the current one is used up.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.at < self.block.len() {
+            return Ok(());
+        }
+        let mut len = [0u8; 8];
+        self.input.read_exact(&mut len)?;
+        let len = usize::try_from(u64::from_ne_bytes(len)).map_err(|_| damaged())?;
+        self.block.clear();
+        self.block.resize(len, 0);
+        self.input.read_exact(&mut self.block)?;
+        self.at = 0;
+        Ok(())
+    }
+
+    fn bytes<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let bytes = self
+            .block
+            .get(self.at..self.at + N)
+            .ok_or_else(damaged)?
+            .try_into()
+            .expect("N bytes");
+        self.at += N;
+        Ok(bytes)
+    }
+
+    fn byte(&mut self) -> io::Result<u8> {
+        self.bytes::<1>().map(|[byte]| byte)
+    }
+
+    fn u32(&mut self) -> io::Result<u32> {
+        self.bytes().map(u32::from_ne_bytes)
+    }
+
+    fn i64(&mut self) -> io::Result<i64> {
+        self.bytes().map(i64::from_ne_bytes)
+    }
+
+    fn f64(&mut self) -> io::Result<f64> {
+        self.bytes().map(f64::from_ne_bytes)
+    }
+
+    fn text(&mut self) -> io::Result<RString> {
+        let word = self.u32()?;
+        if word & REFERENCE != 0 {
+            return self
+                .interned
+                .get((word & !REFERENCE) as usize)
+                .cloned()
+                .ok_or_else(damaged);
+        }
+        let len = (word & LENGTH) as usize;
+        let bytes = self.block.get(self.at..self.at + len).ok_or_else(damaged)?;
+        self.at += len;
+        let text = RString::from(std::str::from_utf8(bytes).map_err(|_| damaged())?);
+        if word & INTERNED != 0 {
+            self.interned.push(text.clone());
+        }
+        Ok(text)
+    }
+
+    fn interval(&mut self) -> io::Result<QueueInterval> {
+        let queue_id = self.text()?;
+        let queue_name = self.text()?;
+        let channel = Channel(self.byte()?);
+        let start = UtcMillis(self.i64()?);
+        let interval_minutes = self.u32()?;
+        let offered = self.u32()?;
+        let handled = self.u32()?;
+        let abandoned = self.u32()?;
+        let handle_time_secs = self.f64()?;
+        let n_extras = self.u32()?;
+        let mut extras = RVec::new();
+        for _ in 0..n_extras {
+            let name = self.text()?;
+            let value = self.f64()?;
+            extras.push(Extra {
+                name: RCowStr::Owned(name),
+                value,
+            });
+        }
+        Ok(QueueInterval {
+            queue_id,
+            queue_name,
+            channel,
+            start,
+            interval_minutes,
+            offered,
+            handled,
+            abandoned,
+            handle_time_secs,
+            extras,
+        })
+    }
+
+    fn contact(&mut self) -> io::Result<ContactEvent> {
+        let queue_id = self.text()?;
+        let queue_name = self.text()?;
+        let channel = Channel(self.byte()?);
+        let timestamp = UtcMillis(self.i64()?);
+        let flags = self.byte()?;
+        let duration_secs = self.f64()?;
+        let contact_id = if flags & 4 != 0 {
+            ROption::RSome(self.text()?)
+        } else {
+            ROption::RNone
+        };
+        Ok(ContactEvent {
+            queue_id,
+            queue_name,
+            channel,
+            timestamp,
+            offered: flags & 1 != 0,
+            handled: flags & 2 != 0,
+            duration_secs,
+            contact_id,
+        })
+    }
+
+    fn status(&mut self) -> io::Result<AgentStatus> {
+        let agent_id = self.text()?;
+        let activity_id = self.text()?;
+        let flags = self.byte()?;
+        let start = UtcMillis(self.i64()?);
+        let end = self.i64()?;
+        let activity_name = if flags & 1 != 0 {
+            ROption::RSome(self.text()?)
+        } else {
+            ROption::RNone
+        };
+        Ok(AgentStatus {
+            agent_id,
+            activity_id,
+            activity_name,
+            start,
+            end: if flags & 2 != 0 {
+                ROption::RSome(UtcMillis(end))
+            } else {
+                ROption::RNone
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(queue: &str, extras: Vec<Extra>) -> QueueInterval {
+        QueueInterval {
+            queue_id: queue.into(),
+            queue_name: format!("{queue} Störung").into(),
+            channel: Channel::CHATS,
+            start: UtcMillis(1_700_000_000_000),
+            interval_minutes: 15,
+            offered: 12,
+            handled: 10,
+            abandoned: 2,
+            handle_time_secs: 1870.5,
+            extras: extras.into(),
+        }
+    }
+
+    #[test]
+    fn every_record_kind_reads_back_as_written_page_by_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpillWriter::new(dir.path()).unwrap();
+        let intervals = vec![
+            interval("Q1", vec![]),
+            interval("", vec![Extra::fixed(Extra::HOLD_SECS, 3.25)]),
+            interval("Q3", vec![]),
+        ];
+        for record in &intervals {
+            writer.interval(record).unwrap();
+        }
+        let mut spill = writer.finish().unwrap();
+        assert_eq!(spill.n_records(), 3);
+        let first = spill.page(StreamKind::PHONELINK_INTERVALS, 2).unwrap();
+        let second = spill.page(StreamKind::PHONELINK_INTERVALS, 2).unwrap();
+        let third = spill.page(StreamKind::PHONELINK_INTERVALS, 2).unwrap();
+        assert_eq!(
+            first,
+            Records::QueueIntervals(intervals[..2].to_vec().into())
+        );
+        assert_eq!(
+            second,
+            Records::QueueIntervals(intervals[2..].to_vec().into())
+        );
+        assert_eq!(third, Records::QueueIntervals(RVec::new()));
+
+        let contacts = vec![
+            ContactEvent {
+                queue_id: "Q1".into(),
+                queue_name: "Kö".into(),
+                channel: Channel::CALLS,
+                timestamp: UtcMillis(-5),
+                offered: true,
+                handled: false,
+                duration_secs: 0.0,
+                contact_id: ROption::RSome("c-1".into()),
+            },
+            ContactEvent {
+                queue_id: "Q2".into(),
+                queue_name: "Q2".into(),
+                channel: Channel::EMAILS,
+                timestamp: UtcMillis(7),
+                offered: true,
+                handled: true,
+                duration_secs: 61.5,
+                contact_id: ROption::RNone,
+            },
+        ];
+        let mut writer = SpillWriter::new(dir.path()).unwrap();
+        for record in &contacts {
+            writer.contact(record).unwrap();
+        }
+        let mut spill = writer.finish().unwrap();
+        spill.skip_to(StreamKind::PHONELINK_CONTACTS, 1).unwrap();
+        assert_eq!(spill.next(), 1);
+        assert_eq!(
+            spill.page(StreamKind::PHONELINK_CONTACTS, 10).unwrap(),
+            Records::ContactEvents(contacts[1..].to_vec().into())
+        );
+
+        let statuses = vec![
+            AgentStatus {
+                agent_id: "4711".into(),
+                activity_id: "AUX 3".into(),
+                activity_name: ROption::RSome("Pause".into()),
+                start: UtcMillis(1000),
+                end: ROption::RSome(UtcMillis(2000)),
+            },
+            AgentStatus {
+                agent_id: "4712".into(),
+                activity_id: "ACD".into(),
+                activity_name: ROption::RNone,
+                start: UtcMillis(3000),
+                end: ROption::RNone,
+            },
+        ];
+        let mut writer = SpillWriter::new(dir.path()).unwrap();
+        for record in &statuses {
+            writer.status(record).unwrap();
+        }
+        let mut spill = writer.finish().unwrap();
+        assert_eq!(
+            spill.page(StreamKind::TIMELINK, 10).unwrap(),
+            Records::AgentStatuses(statuses.into())
+        );
+        // The copies have no name in the folder (or one the import ignores).
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(crate::files::is_temporary(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_copy_is_an_error_not_a_short_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SpillWriter::new(dir.path()).unwrap();
+        writer.interval(&interval("Q1", vec![])).unwrap();
+        let mut spill = writer.finish().unwrap();
+        spill.input.get_mut().set_len(20).unwrap();
+        let error = spill.page(StreamKind::PHONELINK_INTERVALS, 5).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
