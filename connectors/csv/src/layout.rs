@@ -17,6 +17,7 @@ use acdlink_connector_api::{
 };
 use csv::ByteRecord;
 use serde::{Deserialize, Serialize};
+use rustc_hash::FxHashMap;
 use std::{borrow::Cow, collections::BTreeMap};
 
 /// What is wrong with one row.
@@ -336,6 +337,44 @@ pub struct IntervalKey {
     pub channel: u8,
 }
 
+/// The queue texts of a file, each decoded and checked once: cells with the same bytes
+/// get the same number. Up to [`Texts::MAX`] texts; beyond, records carry their texts.
+#[derive(Default)]
+pub struct Texts {
+    numbers: FxHashMap<Box<[u8]>, u32>,
+    texts: Vec<RString>,
+}
+
+impl Texts {
+    /// At most this many texts are numbered, so that memory stays flat on a file of ever
+    /// new queue names.
+    pub const MAX: usize = 100_000;
+
+    /// The text numbered `number`.
+    pub fn get(&self, number: u32) -> &str {
+        &self.texts[number as usize]
+    }
+
+    /// The number of the text in `bytes`, decoded by `decode` the first time.
+    fn number(
+        &mut self,
+        bytes: &[u8],
+        decode: impl FnOnce() -> Result<RString, RowError>,
+    ) -> Result<Option<u32>, RowError> {
+        if let Some(&number) = self.numbers.get(bytes) {
+            return Ok(Some(number));
+        }
+        let text = decode()?;
+        if self.texts.len() >= Texts::MAX {
+            return Ok(None);
+        }
+        let number = self.texts.len() as u32;
+        self.numbers.insert(bytes.into(), number);
+        self.texts.push(text);
+        Ok(Some(number))
+    }
+}
+
 /// Converts rows: the layout plus what every row needs (encoding, formats, time zone).
 pub struct RowReader {
     pub layout: Layout,
@@ -358,6 +397,10 @@ struct Cells {
     /// repeat one timestamp for every queue.
     last_time: (Vec<u8>, Vec<u8>),
     last_instant: Option<(UtcMillis, Parts)>,
+    /// With [`RowReader::numbering_queues`]: the queue texts, and the numbers of the last
+    /// record's queue identifier and name (`None`: the record carries its texts).
+    texts: Option<Texts>,
+    queue_numbers: Option<[u32; 2]>,
 }
 
 impl RowReader {
@@ -376,10 +419,32 @@ impl RowReader {
                 clock: Clock::new(zone),
                 last_time: (Vec::new(), Vec::new()),
                 last_instant: None,
+                texts: None,
+                queue_numbers: None,
             },
         }
     }
 
+    /// The same reader, numbering queue texts instead of copying them into each record:
+    /// the records of intervals and contact events come with empty queue texts, and
+    /// [`RowReader::queue_numbers`] says which of [`RowReader::texts`] they are.
+    pub fn numbering_queues(mut self) -> RowReader {
+        self.cells.texts = Some(Texts::default());
+        self
+    }
+
+    pub fn texts(&self) -> Option<&Texts> {
+        self.cells.texts.as_ref()
+    }
+
+    /// The numbers of the queue identifier and name of the record the last `convert`
+    /// returned, when they are numbered.
+    pub fn queue_numbers(&self) -> Option<[u32; 2]> {
+        self.cells.queue_numbers
+    }
+}
+
+impl RowReader {
     /// Converts one row. `chains` holds the open spans of `span = "start-only"`.
     pub fn convert(&mut self, row: &ByteRecord, chains: &mut Chains) -> Result<Output, RowError> {
         if row.len() < self.width {
@@ -427,15 +492,57 @@ impl Cells {
         Ok(RString::from(text.as_ref()))
     }
 
+    /// The numbers of the row's queue identifier and name, with numbering on and room
+    /// in the table.
+    fn number_queue(
+        &mut self,
+        columns: &QueueColumns,
+        row: &ByteRecord,
+    ) -> Result<Option<[u32; 2]>, RowError> {
+        let Some(mut texts) = self.texts.take() else {
+            return Ok(None);
+        };
+        let numbers = (|| {
+            let id_bytes = format::trim(&row[columns.queue]);
+            if id_bytes.is_empty() {
+                // Checked before the table: an empty name may be numbered already.
+                return Err(RowError::cell(
+                    columns.queue,
+                    b"",
+                    "an identifier, found an empty cell",
+                ));
+            }
+            let Some(id) = texts.number(id_bytes, || self.identifier(row, columns.queue))? else {
+                return Ok(None);
+            };
+            let name = match columns.queue_name {
+                Some(column) => texts.number(format::trim(&row[column]), || {
+                    Ok(RString::from(self.text(row, column)?.as_ref()))
+                })?,
+                None => Some(id),
+            };
+            Ok(name.map(|name| [id, name]))
+        })();
+        self.texts = Some(texts);
+        numbers
+    }
+
     fn queue(
-        &self,
+        &mut self,
         columns: &QueueColumns,
         row: &ByteRecord,
     ) -> Result<(RString, RString, Channel), RowError> {
-        let queue_id = self.identifier(row, columns.queue)?;
-        let queue_name = match columns.queue_name {
-            Some(column) => RString::from(self.text(row, column)?.as_ref()),
-            None => queue_id.clone(),
+        self.queue_numbers = None;
+        let (queue_id, queue_name) = if let Some(numbers) = self.number_queue(columns, row)? {
+            self.queue_numbers = Some(numbers);
+            (RString::new(), RString::new())
+        } else {
+            let queue_id = self.identifier(row, columns.queue)?;
+            let queue_name = match columns.queue_name {
+                Some(column) => RString::from(self.text(row, column)?.as_ref()),
+                None => queue_id.clone(),
+            };
+            (queue_id, queue_name)
         };
         let channel = match columns.channel_column {
             Some(column) => {

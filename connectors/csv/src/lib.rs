@@ -41,7 +41,7 @@ use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
     PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
 };
-use spill::{Spill, SpillWriter};
+use spill::{NumberedQueue, Spill, SpillWriter};
 use std::{collections::BTreeMap, fs::File, path::Path, time::Duration};
 
 acdlink_connector_api::register_builtin!(CsvConnector);
@@ -964,6 +964,10 @@ impl CsvConnector {
             }
         };
         let mut row_reader = RowReader::new(layout, width, &stream.format, self.timezone.clone());
+        if !stream.is_aggregated() {
+            // The copy takes queue texts by number: each is decoded once per file.
+            row_reader = row_reader.numbering_queues();
+        }
         let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
         let mut copy = if stream.is_aggregated() {
             None
@@ -975,11 +979,18 @@ impl CsvConnector {
         let lines = rows.lines();
         while let Some(chunk) = rows.next_chunk().map_err(cannot_read)? {
             for row in chunk {
-                let written = match row_reader.convert(row, &mut scan.open_spans) {
+                let output = row_reader.convert(row, &mut scan.open_spans);
+                let queue = row_reader
+                    .texts()
+                    .zip(row_reader.queue_numbers())
+                    .map(|(texts, numbers)| NumberedQueue { texts, numbers });
+                let written = match output {
                     Ok(Output::Interval(record)) => {
-                        copy.as_mut().map(|copy| copy.interval(&record))
+                        copy.as_mut().map(|copy| copy.interval(&record, queue))
                     }
-                    Ok(Output::Contact(record)) => copy.as_mut().map(|copy| copy.contact(&record)),
+                    Ok(Output::Contact(record)) => {
+                        copy.as_mut().map(|copy| copy.contact(&record, queue))
+                    }
                     Ok(Output::Status(record)) => copy.as_mut().map(|copy| copy.status(&record)),
                     Ok(Output::ContactForInterval {
                         key,

@@ -116,7 +116,7 @@ fn read_row<R: Read>(csv: &mut csv::Reader<R>, row: &mut ByteRecord) -> io::Resu
 
 /// Rows handed over by [`parse_ahead`] at a time: enough that handing over costs nothing
 /// per row, few enough that the chunks in flight stay small.
-const CHUNK_ROWS: usize = 1024;
+const CHUNK_ROWS: usize = 4096;
 
 /// Rows parsed on a second thread while this one converts them: parsing is a third of
 /// a row's cost, and the machine has a second core. Rows to skip are skipped there.

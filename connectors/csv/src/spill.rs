@@ -13,6 +13,7 @@ use acdlink_connector_api::{
     AgentStatus, Channel, ContactEvent, Extra, QueueInterval, RCowStr, ROption, RString, RVec,
     Records, StreamKind, UtcMillis,
 };
+use crate::layout::Texts;
 use rustc_hash::FxHashMap;
 use std::{
     fs::File,
@@ -27,11 +28,27 @@ const BLOCK_BYTES: usize = 64 * 1024;
 /// are written each time, so that a file of ever new texts keeps memory flat.
 const MAX_INTERNED: usize = 100_000;
 
-/// A text's length word: the text is a reference to an interned text ...
-const REFERENCE: u32 = 1 << 31;
-/// ... or a new interned text, whose bytes follow (else a text written once).
-const INTERNED: u32 = 1 << 30;
-const LENGTH: u32 = INTERNED - 1;
+/// The tag in a text's first number (its low two bits): the text is written once here,
+/// its length follows ...
+const ONCE: u64 = 0;
+/// ... or it is a new interned text, its length follows ...
+const INTERNED: u64 = 1;
+/// ... or a reference to an interned text, its number follows.
+const REFERENCE: u64 = 2;
+
+/// Appends `value` as a LEB128 number: most of a record's numbers are small.
+fn put_number(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Appends a signed `value`, zigzag-encoded so that small negative values stay short.
+fn put_signed(out: &mut Vec<u8>, value: i64) {
+    put_number(out, ((value << 1) ^ (value >> 63)) as u64);
+}
 
 /// Writes the records of the checking pass.
 pub struct SpillWriter {
@@ -40,6 +57,19 @@ pub struct SpillWriter {
     n_records: u64,
     /// Queue, agent and activity texts repeat on most rows: each is written once.
     interned: FxHashMap<Box<str>, u32>,
+    /// The spill's numbers of the converter's numbered queue texts ([`Texts`]), once
+    /// written.
+    numbered: Vec<Option<u32>>,
+    n_interned: u32,
+    last_instant: i64,
+}
+
+/// A record's queue texts as the converter numbered them, instead of the record's own
+/// (empty) texts.
+#[derive(Clone, Copy)]
+pub struct NumberedQueue<'t> {
+    pub texts: &'t Texts,
+    pub numbers: [u32; 2],
 }
 
 /// The records of a checked file, read back page by page.
@@ -52,6 +82,7 @@ pub struct Spill {
     /// The index of the next record `page` returns.
     next: u64,
     interned: Vec<RString>,
+    last_instant: i64,
 }
 
 impl SpillWriter {
@@ -65,24 +96,27 @@ impl SpillWriter {
             block: Vec::with_capacity(BLOCK_BYTES + 1024),
             n_records: 0,
             interned: FxHashMap::default(),
+            numbered: Vec::new(),
+            n_interned: 0,
+            last_instant: 0,
         })
     }
 
-    pub fn interval(&mut self, record: &QueueInterval) -> io::Result<()> {
-        self.interned_text(&record.queue_id)?;
-        self.interned_text(&record.queue_name)?;
+    pub fn interval(
+        &mut self,
+        record: &QueueInterval,
+        queue: Option<NumberedQueue>,
+    ) -> io::Result<()> {
+        self.queue(&record.queue_id, &record.queue_name, queue)?;
         self.block.push(record.channel.0);
-        self.block.extend_from_slice(&record.start.0.to_ne_bytes());
-        self.block
-            .extend_from_slice(&record.interval_minutes.to_ne_bytes());
-        self.block.extend_from_slice(&record.offered.to_ne_bytes());
-        self.block.extend_from_slice(&record.handled.to_ne_bytes());
-        self.block
-            .extend_from_slice(&record.abandoned.to_ne_bytes());
+        self.instant(record.start);
+        put_number(&mut self.block, u64::from(record.interval_minutes));
+        put_number(&mut self.block, u64::from(record.offered));
+        put_number(&mut self.block, u64::from(record.handled));
+        put_number(&mut self.block, u64::from(record.abandoned));
         self.block
             .extend_from_slice(&record.handle_time_secs.to_ne_bytes());
-        self.block
-            .extend_from_slice(&(record.extras.len() as u32).to_ne_bytes());
+        put_number(&mut self.block, record.extras.len() as u64);
         for extra in &record.extras {
             self.interned_text(extra.name.as_str())?;
             self.block.extend_from_slice(&extra.value.to_ne_bytes());
@@ -90,12 +124,14 @@ impl SpillWriter {
         self.end_record()
     }
 
-    pub fn contact(&mut self, record: &ContactEvent) -> io::Result<()> {
-        self.interned_text(&record.queue_id)?;
-        self.interned_text(&record.queue_name)?;
+    pub fn contact(
+        &mut self,
+        record: &ContactEvent,
+        queue: Option<NumberedQueue>,
+    ) -> io::Result<()> {
+        self.queue(&record.queue_id, &record.queue_name, queue)?;
         self.block.push(record.channel.0);
-        self.block
-            .extend_from_slice(&record.timestamp.0.to_ne_bytes());
+        self.instant(record.timestamp);
         self.block.push(
             u8::from(record.offered)
                 | u8::from(record.handled) << 1
@@ -105,7 +141,7 @@ impl SpillWriter {
             .extend_from_slice(&record.duration_secs.to_ne_bytes());
         if let ROption::RSome(contact_id) = &record.contact_id {
             // Contact identifiers do not repeat: not interned.
-            self.text(contact_id, 0)?;
+            self.text(contact_id, ONCE);
         }
         self.end_record()
     }
@@ -115,37 +151,66 @@ impl SpillWriter {
         self.interned_text(&record.activity_id)?;
         self.block
             .push(u8::from(record.activity_name.is_some()) | u8::from(record.end.is_some()) << 1);
-        self.block.extend_from_slice(&record.start.0.to_ne_bytes());
-        let end = record.end.map_or(0, |end| end.0);
-        self.block.extend_from_slice(&end.to_ne_bytes());
+        self.instant(record.start);
+        if let ROption::RSome(end) = record.end {
+            put_signed(&mut self.block, end.0 - record.start.0);
+        }
         if let ROption::RSome(name) = &record.activity_name {
             self.interned_text(name)?;
         }
         self.end_record()
     }
 
+    fn queue(&mut self, id: &str, name: &str, numbered: Option<NumberedQueue>) -> io::Result<()> {
+        let Some(NumberedQueue { texts, numbers }) = numbered else {
+            self.interned_text(id)?;
+            return self.interned_text(name);
+        };
+        for number in numbers {
+            let slot = number as usize;
+            if self.numbered.len() <= slot {
+                self.numbered.resize(slot + 1, None);
+            }
+            match self.numbered[slot] {
+                Some(index) => self.reference(index),
+                None => {
+                    self.numbered[slot] = Some(self.n_interned);
+                    self.n_interned += 1;
+                    self.text(texts.get(number), INTERNED);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reference(&mut self, index: u32) {
+        put_number(&mut self.block, u64::from(index) << 2 | REFERENCE);
+    }
+
+    /// An instant, as the difference to the one before: rows of a file are close in time.
+    fn instant(&mut self, instant: UtcMillis) {
+        put_signed(&mut self.block, instant.0.wrapping_sub(self.last_instant));
+        self.last_instant = instant.0;
+    }
+
     fn interned_text(&mut self, text: &str) -> io::Result<()> {
         if let Some(&index) = self.interned.get(text) {
-            self.block
-                .extend_from_slice(&(REFERENCE | index).to_ne_bytes());
+            self.reference(index);
             return Ok(());
         }
         if self.interned.len() < MAX_INTERNED {
-            self.interned
-                .insert(text.into(), self.interned.len() as u32);
-            return self.text(text, INTERNED);
+            self.interned.insert(text.into(), self.n_interned);
+            self.n_interned += 1;
+            self.text(text, INTERNED);
+        } else {
+            self.text(text, ONCE);
         }
-        self.text(text, 0)
+        Ok(())
     }
 
-    fn text(&mut self, text: &str, flag: u32) -> io::Result<()> {
-        let len = u32::try_from(text.len())
-            .ok()
-            .filter(|&len| len <= LENGTH)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a cell over 1 GiB"))?;
-        self.block.extend_from_slice(&(flag | len).to_ne_bytes());
+    fn text(&mut self, text: &str, tag: u64) {
+        put_number(&mut self.block, (text.len() as u64) << 2 | tag);
         self.block.extend_from_slice(text.as_bytes());
-        Ok(())
     }
 
     fn end_record(&mut self) -> io::Result<()> {
@@ -177,7 +242,8 @@ impl SpillWriter {
             at: 0,
             n_records: self.n_records,
             next: 0,
-            interned: Vec::with_capacity(self.interned.len()),
+            interned: Vec::with_capacity(self.n_interned as usize),
+            last_instant: 0,
         })
     }
 }
@@ -269,12 +335,30 @@ impl Spill {
         self.bytes::<1>().map(|[byte]| byte)
     }
 
-    fn u32(&mut self) -> io::Result<u32> {
-        self.bytes().map(u32::from_ne_bytes)
+    fn number(&mut self) -> io::Result<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(damaged())
     }
 
-    fn i64(&mut self) -> io::Result<i64> {
-        self.bytes().map(i64::from_ne_bytes)
+    fn u32(&mut self) -> io::Result<u32> {
+        u32::try_from(self.number()?).map_err(|_| damaged())
+    }
+
+    fn signed(&mut self) -> io::Result<i64> {
+        let zigzag = self.number()?;
+        Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
+    }
+
+    fn instant(&mut self) -> io::Result<UtcMillis> {
+        self.last_instant = self.last_instant.wrapping_add(self.signed()?);
+        Ok(UtcMillis(self.last_instant))
     }
 
     fn f64(&mut self) -> io::Result<f64> {
@@ -282,20 +366,21 @@ impl Spill {
     }
 
     fn text(&mut self) -> io::Result<RString> {
-        let word = self.u32()?;
-        if word & REFERENCE != 0 {
-            return self
-                .interned
-                .get((word & !REFERENCE) as usize)
-                .cloned()
-                .ok_or_else(damaged);
+        let word = self.number()?;
+        let (tag, value) = (word & 3, usize::try_from(word >> 2).map_err(|_| damaged())?);
+        if tag == REFERENCE {
+            return self.interned.get(value).cloned().ok_or_else(damaged);
         }
-        let len = (word & LENGTH) as usize;
-        let bytes = self.block.get(self.at..self.at + len).ok_or_else(damaged)?;
-        self.at += len;
+        let bytes = self
+            .block
+            .get(self.at..self.at.saturating_add(value))
+            .ok_or_else(damaged)?;
+        self.at += value;
         let text = RString::from(std::str::from_utf8(bytes).map_err(|_| damaged())?);
-        if word & INTERNED != 0 {
-            self.interned.push(text.clone());
+        match tag {
+            INTERNED => self.interned.push(text.clone()),
+            ONCE => {}
+            _ => return Err(damaged()),
         }
         Ok(text)
     }
@@ -304,7 +389,7 @@ impl Spill {
         let queue_id = self.text()?;
         let queue_name = self.text()?;
         let channel = Channel(self.byte()?);
-        let start = UtcMillis(self.i64()?);
+        let start = self.instant()?;
         let interval_minutes = self.u32()?;
         let offered = self.u32()?;
         let handled = self.u32()?;
@@ -338,7 +423,7 @@ impl Spill {
         let queue_id = self.text()?;
         let queue_name = self.text()?;
         let channel = Channel(self.byte()?);
-        let timestamp = UtcMillis(self.i64()?);
+        let timestamp = self.instant()?;
         let flags = self.byte()?;
         let duration_secs = self.f64()?;
         let contact_id = if flags & 4 != 0 {
@@ -362,8 +447,12 @@ impl Spill {
         let agent_id = self.text()?;
         let activity_id = self.text()?;
         let flags = self.byte()?;
-        let start = UtcMillis(self.i64()?);
-        let end = self.i64()?;
+        let start = self.instant()?;
+        let end = if flags & 2 != 0 {
+            ROption::RSome(UtcMillis(start.0.wrapping_add(self.signed()?)))
+        } else {
+            ROption::RNone
+        };
         let activity_name = if flags & 1 != 0 {
             ROption::RSome(self.text()?)
         } else {
@@ -374,11 +463,7 @@ impl Spill {
             activity_id,
             activity_name,
             start,
-            end: if flags & 2 != 0 {
-                ROption::RSome(UtcMillis(end))
-            } else {
-                ROption::RNone
-            },
+            end,
         })
     }
 }
@@ -412,7 +497,7 @@ mod tests {
             interval("Q3", vec![]),
         ];
         for record in &intervals {
-            writer.interval(record).unwrap();
+            writer.interval(record, None).unwrap();
         }
         let mut spill = writer.finish().unwrap();
         assert_eq!(spill.n_records(), 3);
@@ -453,7 +538,7 @@ mod tests {
         ];
         let mut writer = SpillWriter::new(dir.path()).unwrap();
         for record in &contacts {
-            writer.contact(record).unwrap();
+            writer.contact(record, None).unwrap();
         }
         let mut spill = writer.finish().unwrap();
         spill.skip_to(StreamKind::PHONELINK_CONTACTS, 1).unwrap();
@@ -499,7 +584,7 @@ mod tests {
     fn a_truncated_copy_is_an_error_not_a_short_page() {
         let dir = tempfile::tempdir().unwrap();
         let mut writer = SpillWriter::new(dir.path()).unwrap();
-        writer.interval(&interval("Q1", vec![])).unwrap();
+        writer.interval(&interval("Q1", vec![]), None).unwrap();
         let mut spill = writer.finish().unwrap();
         spill.input.get_mut().set_len(20).unwrap();
         let error = spill.page(StreamKind::PHONELINK_INTERVALS, 5).unwrap_err();
