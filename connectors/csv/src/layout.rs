@@ -16,8 +16,8 @@ use acdlink_connector_api::{
     RVec, UtcMillis,
 };
 use csv::ByteRecord;
-use serde::{Deserialize, Serialize};
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use std::{borrow::Cow, collections::BTreeMap};
 
 /// What is wrong with one row.

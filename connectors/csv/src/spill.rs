@@ -9,11 +9,11 @@
 //! UTF-8 bytes, and the texts that repeat (queues, agents, activities) written once and
 //! referred to by number after.
 
+use crate::layout::Texts;
 use acdlink_connector_api::{
     AgentStatus, Channel, ContactEvent, Extra, QueueInterval, RCowStr, ROption, RString, RVec,
     Records, StreamKind, UtcMillis,
 };
-use crate::layout::Texts;
 use rustc_hash::FxHashMap;
 use std::{
     fs::File,
