@@ -273,6 +273,44 @@ fn skip_row_imports_the_good_rows_and_reports_each_bad_one() {
 }
 
 #[test]
+fn skip_row_lists_the_first_thousand_bad_rows_and_counts_the_rest() {
+    let folder = Folder::new();
+    let mut text = String::from("queue,name,start,offered,handled,abandoned,handle_time\n");
+    text.push_str("Q1,Sales,2024-03-04 08:00,10,9,1,1800\n");
+    for _ in 0..1003 {
+        text.push_str("Q1,Sales,2024-03-04 08:30,twelve,10,2,2000\n");
+    }
+    text.push_str("Q2,Support,2024-03-04 08:30,5,5,0,600\n");
+    std::fs::write(folder.import_dir.join("many.csv"), text).unwrap();
+    let settings = with(basic_settings(&folder), &["on_bad_row"], json!("skip-row"));
+    let mut connector = open(&settings, "UTC").unwrap();
+    let result = read_all(&mut connector, INTERVALS, None, 1, true).unwrap();
+    assert_eq!(
+        result.records.len(),
+        2,
+        "the good rows, across pages of one"
+    );
+    assert_eq!(
+        result.rejects.len(),
+        1001,
+        "each listed row, and one for the rest"
+    );
+    assert_eq!(
+        result.rejects[0],
+        "many.csv:3:4 (offered): found \"twelve\", expected a whole number >= 0"
+    );
+    assert_eq!(
+        result.rejects[1000],
+        "many.csv: 3 more bad row(s), counted in the file's report"
+    );
+    let report = std::fs::read_to_string(folder.path("error/many.csv.rejects.txt")).unwrap();
+    assert!(
+        report.contains("result: imported without 1003 bad row(s)"),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_missing_header_column_rejects_the_file_naming_the_column() {
     let folder = Folder::new();
     folder.drop_fixture("intervals_basic.csv", "a.csv");
