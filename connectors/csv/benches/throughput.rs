@@ -11,8 +11,8 @@
 //! The file is generated into a temporary directory, first at a quarter of `--mb` and then
 //! at `--mb` (default 1024), so that the two peak RSS figures show whether memory grows
 //! with the file. For each size it prints the raw rate, the connector's rate through its
-//! `read` pages with `on_bad_row = "reject-file"` (checking pass + pages) and with
-//! `"skip-row"` (checksum pass + pages), each as a ratio of the raw rate.
+//! `read` pages with `on_bad_row = "reject-file"` and with `"skip-row"` (each the checking
+//! pass, then the pages read back from its copy), each as a ratio of the raw rate.
 
 use acdlink_connector_api::{
     sdk::{parse_settings, Connector, OpenContext},
@@ -123,8 +123,8 @@ fn raw_rows(path: &Path) -> u64 {
 }
 
 /// The connector's records through its read pages (records dropped after each page), and
-/// the seconds its first page took: the checking pass (checksum, and with `reject-file`
-/// every row converted) happens before the first page of a file.
+/// the seconds its first page took: the checking pass (every row converted into the
+/// temporary copy, and the checksum) happens before the first page of a file.
 fn connector_rows(dir: &Path, on_bad_row: &str, max_records: u32) -> (u64, f64) {
     let settings = serde_json::json!({
         "settle_secs": 0,

@@ -854,23 +854,11 @@ impl CsvConnector {
             let Some(records) = scan.records else {
                 unreachable!("a file that neither failed nor was rejected has its records")
             };
-            // The bad rows (`skip-row`): those listed, and how many more the report counts.
-            let mut rejects = scan.rejects;
-            if scan.n_bad_rows > rejects.len() as u64 {
-                rejects.push(Reject {
-                    position: candidate.name.as_str().into(),
-                    message: format!(
-                        "{} more bad row(s), counted in the file's report",
-                        scan.n_bad_rows - rejects.len() as u64
-                    )
-                    .into(),
-                });
-            }
             self.checked = Some(Checked {
                 stream: self.stream(stream_kind).name,
                 checksum: scan.checksum,
                 records,
-                rejects,
+                rejects: scan.rejects,
                 open_spans: scan.open_spans,
             });
             state.current = Some(Progress {
@@ -1025,6 +1013,17 @@ impl CsvConnector {
                 written.transpose().map_err(cannot_copy)?;
             }
         }
+        // Beyond those listed, one reject says how many more the report counts.
+        if scan.n_bad_rows > scan.rejects.len() as u64 {
+            scan.rejects.push(Reject {
+                position: candidate.name.as_str().into(),
+                message: format!(
+                    "{} more bad row(s), counted in the file's report",
+                    scan.n_bad_rows - scan.rejects.len() as u64
+                )
+                .into(),
+            });
+        }
         if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
             return Ok(scan);
         }
@@ -1108,12 +1107,7 @@ impl CsvConnector {
                 stream: stream_name,
                 checksum: scan.checksum,
                 records,
-                // Handed over with the first page, which may be this one again.
-                rejects: if progress.index == 0 {
-                    scan.rejects
-                } else {
-                    Vec::new()
-                },
+                rejects: scan.rejects,
                 open_spans: scan.open_spans,
             });
         }
@@ -1132,7 +1126,7 @@ impl CsvConnector {
         let records = match &mut checked.records {
             CheckedRecords::Rows(spill) => {
                 if spill.next() != from {
-                    spill.skip_to(stream_kind, from).map_err(cannot_copy)?;
+                    spill.seek_to(stream_kind, from).map_err(cannot_copy)?;
                 }
                 spill.page(stream_kind, max_records).map_err(cannot_copy)?
             }
@@ -1142,7 +1136,12 @@ impl CsvConnector {
                 Records::QueueIntervals(RVec::from(intervals[from..to].to_vec()))
             }
         };
-        let rejects = std::mem::take(&mut checked.rejects);
+        // With the first page, also when it is asked for again.
+        let rejects = if from == 0 {
+            checked.rejects.clone()
+        } else {
+            Vec::new()
+        };
         progress.index = from + records.len() as u64;
         if progress.index >= checked.records.len() {
             let checked = self.checked.take().expect("set above");

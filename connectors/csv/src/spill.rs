@@ -265,8 +265,18 @@ impl Spill {
         self.next
     }
 
-    /// Skips records up to index `to` (resuming a file after a restart).
-    pub fn skip_to(&mut self, kind: StreamKind, to: u64) -> io::Result<()> {
+    /// Moves to the record with index `to`: forward by reading (resuming a file after a
+    /// restart), back by reading again from the first (a page asked for again, after the
+    /// host failed to store it).
+    pub fn seek_to(&mut self, kind: StreamKind, to: u64) -> io::Result<()> {
+        if to < self.next {
+            self.input.seek(SeekFrom::Start(0))?;
+            self.block.clear();
+            self.at = 0;
+            self.next = 0;
+            self.interned.clear();
+            self.last_instant = 0;
+        }
         while self.next < to.min(self.n_records) {
             self.page(kind, (to - self.next).min(4096) as usize)?;
         }
@@ -541,11 +551,17 @@ mod tests {
             writer.contact(record, None).unwrap();
         }
         let mut spill = writer.finish().unwrap();
-        spill.skip_to(StreamKind::PHONELINK_CONTACTS, 1).unwrap();
+        spill.seek_to(StreamKind::PHONELINK_CONTACTS, 1).unwrap();
         assert_eq!(spill.next(), 1);
         assert_eq!(
             spill.page(StreamKind::PHONELINK_CONTACTS, 10).unwrap(),
             Records::ContactEvents(contacts[1..].to_vec().into())
+        );
+        // Back to the first record: the interned texts are learnt again.
+        spill.seek_to(StreamKind::PHONELINK_CONTACTS, 0).unwrap();
+        assert_eq!(
+            spill.page(StreamKind::PHONELINK_CONTACTS, 10).unwrap(),
+            Records::ContactEvents(contacts.to_vec().into())
         );
 
         let statuses = vec![

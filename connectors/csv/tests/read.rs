@@ -4,7 +4,8 @@
 
 mod common;
 
-use acdlink_connector_api::{sdk::Connector, ErrorKind, StreamKind};
+use acdlink_connector_api::{sdk::Connector, ErrorKind, RString, StreamKind};
+use acdlink_connector_csv::CsvConnector;
 use common::{fixture, interval_lines, open, read_all, status_lines, Folder};
 use serde_json::{json, Value};
 
@@ -643,6 +644,34 @@ fn a_crash_between_store_and_commit_neither_loses_nor_doubles_a_row() {
     records.extend(rest.records);
     assert_eq!(records, whole.records);
     assert_eq!(folder.names("archive"), ["a.csv"]);
+}
+
+#[test]
+fn a_page_asked_for_again_gives_the_same_records() {
+    // The host failed to store page 2 and asks the same instance for it again, with page
+    // 1's cursor: the copy is read from its start again, and no record is skipped.
+    let folder = Folder::new();
+    folder.drop_fixture("intervals_basic.csv", "a.csv");
+    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
+    let page = |connector: &mut CsvConnector, cursor: Option<RString>| {
+        let mut request = acdlink_connector_api::ReadRequest::incremental(INTERVALS, None, 1);
+        request.cursor = cursor.into();
+        connector.read(&request).unwrap()
+    };
+    let first = page(&mut connector, None);
+    let cursor = first.next_cursor.clone().into_option();
+    let second = page(&mut connector, cursor.clone());
+    let again = page(&mut connector, cursor);
+    assert_eq!(second.records.len(), 1);
+    assert_ne!(
+        second.records.to_json_values(),
+        first.records.to_json_values()
+    );
+    assert_eq!(
+        again.records.to_json_values(),
+        second.records.to_json_values()
+    );
+    assert_eq!(again.next_cursor, second.next_cursor);
 }
 
 #[test]
