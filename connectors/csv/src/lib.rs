@@ -36,7 +36,7 @@ use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTE
 use layout::{
     Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
 };
-use reader::FileStart;
+use reader::{Checksummed, FileStart};
 use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
     PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
@@ -890,30 +890,21 @@ impl CsvConnector {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(cannot_read(error)),
         };
-        // The checksum is computed on a second thread from its own handle while this one
-        // converts the rows: the pass takes as long as the slower of the two, not both.
-        std::thread::scope(|scope| {
-            let hasher = scope.spawn(|| reader::checksum(path));
-            let converted = self.convert_file(scope, stream, candidate, file, open_spans);
-            let (checksum, n_bytes) = hasher
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                .map_err(cannot_read)?;
-            let mut scan = converted?;
-            scan.checksum = checksum;
-            scan.n_bytes = n_bytes;
-            Ok((n_bytes == candidate.size).then_some(scan))
-        })
+        let scan = std::thread::scope(|scope| {
+            self.convert_file(scope, stream, candidate, Checksummed::new(file), open_spans)
+        })?;
+        Ok((scan.n_bytes == candidate.size).then_some(scan))
     }
 
-    /// The converting half of the checking pass: every row converted (the records written
-    /// to the temporary copy, or contacts summed), bad rows collected.
+    /// The checking pass proper: every row converted (the records written to the
+    /// temporary copy, or contacts summed) while a thread of `scope` parses ahead, bad
+    /// rows collected, and the checksum of every byte of `file`.
     fn convert_file<'scope>(
         &'scope self,
         scope: &'scope std::thread::Scope<'scope, '_>,
         stream: &'scope Stream,
         candidate: &Candidate,
-        file: File,
+        file: Checksummed<File>,
         open_spans: &Chains,
     ) -> Result<Scan, ConnectorError> {
         let path = &candidate.path;
@@ -948,6 +939,11 @@ impl CsvConnector {
                     1
                 };
                 scan.failure = Some(format!("line {line} (header): {problem}"));
+                (scan.checksum, scan.n_bytes) = rows
+                    .into_inner()
+                    .into_inner()
+                    .finish()
+                    .map_err(cannot_read)?;
                 return Ok(scan);
             }
         };
@@ -1013,6 +1009,11 @@ impl CsvConnector {
                 written.transpose().map_err(cannot_copy)?;
             }
         }
+        (scan.checksum, scan.n_bytes) = rows
+            .into_inner()
+            .into_inner()
+            .finish()
+            .map_err(cannot_read)?;
         // Beyond those listed, one reject says how many more the report counts.
         if scan.n_bad_rows > scan.rejects.len() as u64 {
             scan.rejects.push(Reject {

@@ -7,11 +7,9 @@ use crate::settings::Format;
 use csv::ByteRecord;
 use sha2::{Digest, Sha256};
 use std::{
-    fs::File,
     io::{self, BufRead, BufReader, Read},
-    path::Path,
     sync::mpsc::{self, Receiver, SyncSender},
-    thread::Scope,
+    thread::{Scope, ScopedJoinHandle},
 };
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -100,6 +98,11 @@ impl<R: Read> Rows<R> {
         self.line_base + self.csv.position().line()
     }
 
+    /// The reader under the rows.
+    pub fn into_inner(self) -> R {
+        self.csv.into_inner()
+    }
+
     /// Whether the current row is to be skipped (see [`is_skipped`]).
     pub fn is_skipped(&self, format: &Format) -> bool {
         is_skipped(&self.row, format)
@@ -120,11 +123,13 @@ const CHUNK_ROWS: usize = 4096;
 
 /// Rows parsed on a second thread while this one converts them: parsing is a third of
 /// a row's cost, and the machine has a second core. Rows to skip are skipped there.
-pub struct RowsAhead {
+pub struct RowsAhead<'scope, R> {
     full: Receiver<io::Result<Vec<ByteRecord>>>,
     empty: SyncSender<Vec<ByteRecord>>,
     line_base: u64,
     chunk: Vec<ByteRecord>,
+    /// The parsing thread, which gives back the reader under the rows when it ends.
+    parser: ScopedJoinHandle<'scope, R>,
 }
 
 /// Parses `rows` to their end on a thread of `scope`, skipping what `format` says to.
@@ -132,13 +137,13 @@ pub fn parse_ahead<'scope, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     rows: Rows<R>,
     format: &'scope Format,
-) -> RowsAhead {
+) -> RowsAhead<'scope, R> {
     let (full_sender, full) = mpsc::sync_channel::<io::Result<Vec<ByteRecord>>>(2);
     let (empty, empty_receiver) = mpsc::sync_channel::<Vec<ByteRecord>>(4);
     let Rows {
         mut csv, line_base, ..
     } = rows;
-    scope.spawn(move || {
+    let parser = scope.spawn(move || {
         // Chunks come back to be filled again; the spare records keep their buffers.
         let mut spare = Vec::new();
         loop {
@@ -158,13 +163,13 @@ pub fn parse_ahead<'scope, R: Read + Send + 'scope>(
                     }
                     Err(error) => {
                         let _ = full_sender.send(Err(error));
-                        return;
+                        return csv.into_inner();
                     }
                 }
             }
             // A closed channel: the converting side stopped early.
             if (!chunk.is_empty() && full_sender.send(Ok(chunk)).is_err()) || at_end {
-                return;
+                return csv.into_inner();
             }
         }
     });
@@ -173,10 +178,11 @@ pub fn parse_ahead<'scope, R: Read + Send + 'scope>(
         empty,
         line_base,
         chunk: Vec::new(),
+        parser,
     }
 }
 
-impl RowsAhead {
+impl<R> RowsAhead<'_, R> {
     /// The next rows to convert; `None` at the end of the file.
     pub fn next_chunk(&mut self) -> io::Result<Option<&[ByteRecord]>> {
         let done = std::mem::take(&mut self.chunk);
@@ -198,6 +204,15 @@ impl RowsAhead {
         Lines {
             base: self.line_base,
         }
+    }
+
+    /// The reader under the rows, once the parsing thread has ended (after
+    /// [`RowsAhead::next_chunk`] gave `None` or an error).
+    pub fn into_inner(self) -> R {
+        drop(self.full);
+        self.parser
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -233,24 +248,46 @@ pub fn is_skipped(row: &ByteRecord, format: &Format) -> bool {
         })
 }
 
-/// The checksum of a whole file, without parsing it: read in large blocks straight into
-/// the hasher.
-pub fn checksum(path: &Path) -> io::Result<(String, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut n_bytes = 0u64;
-    loop {
-        let n_read = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n_read) => n_read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        hasher.update(&buffer[..n_read]);
-        n_bytes += n_read as u64;
+/// A reader that hashes every byte read through it, so that the checksum of a file
+/// comes from the same reads that parse it: the file is read once, on one thread.
+pub struct Checksummed<R> {
+    inner: R,
+    hasher: Sha256,
+    n_bytes: u64,
+}
+
+impl<R: Read> Checksummed<R> {
+    pub fn new(inner: R) -> Checksummed<R> {
+        Checksummed {
+            inner,
+            hasher: Sha256::new(),
+            n_bytes: 0,
+        }
     }
-    Ok((hex(&hasher.finalize()), n_bytes))
+
+    /// Reads what is left to the end, and gives the checksum of everything read and the
+    /// number of bytes.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            match self.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok((hex(&self.hasher.finalize()), self.n_bytes))
+    }
+}
+
+impl<R: Read> Read for Checksummed<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let n_read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..n_read]);
+        self.n_bytes += n_read as u64;
+        Ok(n_read)
+    }
 }
 
 fn hex(digest: &[u8]) -> String {
