@@ -15,7 +15,7 @@ use acdlink_connector_api::{
     time::SourceTimeZone, AgentStatus, Channel, ContactEvent, QueueInterval, ROption, RString,
     RVec, UtcMillis,
 };
-use csv::ByteRecord;
+use crate::reader::Row;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::{borrow::Cow, collections::BTreeMap};
@@ -343,7 +343,20 @@ pub struct IntervalKey {
 pub struct Texts {
     numbers: FxHashMap<Box<[u8]>, u32>,
     texts: Vec<RString>,
+    /// The cell bytes of each text, by number.
+    cells: Vec<Box<[u8]>>,
+    /// By the number of a queue identifier: the number of the name it came with last,
+    /// and of the identifier on the row after it last. Files repeat their queues in the
+    /// same order, and a queue keeps its name, so most rows are numbered by comparing
+    /// their cells with these guesses, without hashing.
+    name_of: Vec<u32>,
+    next_of: Vec<u32>,
+    /// The number of the last row's queue identifier.
+    last_id: Option<u32>,
 }
+
+/// No number yet, in [`Texts::name_of`] and [`Texts::next_of`].
+const NONE: u32 = u32::MAX;
 
 impl Texts {
     /// At most this many texts are numbered, so that memory stays flat on a file of ever
@@ -353,6 +366,11 @@ impl Texts {
     /// The text numbered `number`.
     pub fn get(&self, number: u32) -> &str {
         &self.texts[number as usize]
+    }
+
+    /// Whether text `number` came from a cell of exactly `bytes`.
+    fn is(&self, number: u32, bytes: &[u8]) -> bool {
+        number != NONE && *self.cells[number as usize] == *bytes
     }
 
     /// The number of the text in `bytes`, decoded by `decode` the first time.
@@ -371,7 +389,47 @@ impl Texts {
         let number = self.texts.len() as u32;
         self.numbers.insert(bytes.into(), number);
         self.texts.push(text);
+        self.cells.push(bytes.into());
+        self.name_of.push(NONE);
+        self.next_of.push(NONE);
         Ok(Some(number))
+    }
+
+    /// The numbers of a row's queue identifier and name (the identifier's, without a
+    /// name column), given as cell bytes and column; a cell's text is decoded by
+    /// `decode(column)` the first time. `None` when the table is full.
+    fn number_queue(
+        &mut self,
+        (id, id_column): (&[u8], usize),
+        name: Option<(&[u8], usize)>,
+        decode: impl Fn(usize) -> Result<RString, RowError>,
+    ) -> Result<Option<[u32; 2]>, RowError> {
+        let guess = self.last_id.map_or(NONE, |last| self.next_of[last as usize]);
+        let id_number = if self.is(guess, id) {
+            guess
+        } else {
+            let Some(number) = self.number(id, || decode(id_column))? else {
+                self.last_id = None;
+                return Ok(None);
+            };
+            if let Some(last) = self.last_id {
+                self.next_of[last as usize] = number;
+            }
+            number
+        };
+        self.last_id = Some(id_number);
+        let Some((name, name_column)) = name else {
+            return Ok(Some([id_number, id_number]));
+        };
+        let guess = self.name_of[id_number as usize];
+        if self.is(guess, name) {
+            return Ok(Some([id_number, guess]));
+        }
+        let Some(name_number) = self.number(name, || decode(name_column))? else {
+            return Ok(None);
+        };
+        self.name_of[id_number as usize] = name_number;
+        Ok(Some([id_number, name_number]))
     }
 }
 
@@ -446,7 +504,7 @@ impl RowReader {
 
 impl RowReader {
     /// Converts one row. `chains` holds the open spans of `span = "start-only"`.
-    pub fn convert(&mut self, row: &ByteRecord, chains: &mut Chains) -> Result<Output, RowError> {
+    pub fn convert(&mut self, row: &Row, chains: &mut Chains) -> Result<Output, RowError> {
         if row.len() < self.width {
             return Err(RowError {
                 column: Some(row.len()),
@@ -466,21 +524,20 @@ impl RowReader {
     }
 }
 
+/// The text of a cell, decoded and trimmed.
+fn text<'r>(encoding: Encoding, row: &'r Row, column: usize) -> Result<Cow<'r, str>, RowError> {
+    let bytes = format::trim(&row[column]);
+    encoding
+        .decode(bytes)
+        .ok_or_else(|| RowError::cell(column, bytes, format!("text in {}", encoding.name())))
+}
+
 impl Cells {
-    fn text<'r>(&self, row: &'r ByteRecord, column: usize) -> Result<Cow<'r, str>, RowError> {
-        let bytes = format::trim(&row[column]);
-        match self.encoding.decode(bytes) {
-            Some(Cow::Borrowed(text)) => Ok(Cow::Borrowed(text)),
-            Some(Cow::Owned(text)) => Ok(Cow::Owned(text)),
-            None => Err(RowError::cell(
-                column,
-                bytes,
-                format!("text in {}", self.encoding.name()),
-            )),
-        }
+    fn text<'r>(&self, row: &'r Row, column: usize) -> Result<Cow<'r, str>, RowError> {
+        text(self.encoding, row, column)
     }
 
-    fn identifier(&self, row: &ByteRecord, column: usize) -> Result<RString, RowError> {
+    fn identifier(&self, row: &Row, column: usize) -> Result<RString, RowError> {
         let text = self.text(row, column)?;
         if text.is_empty() {
             return Err(RowError::cell(
@@ -497,40 +554,34 @@ impl Cells {
     fn number_queue(
         &mut self,
         columns: &QueueColumns,
-        row: &ByteRecord,
+        row: &Row,
     ) -> Result<Option<[u32; 2]>, RowError> {
-        let Some(mut texts) = self.texts.take() else {
+        let encoding = self.encoding;
+        let Some(texts) = self.texts.as_mut() else {
             return Ok(None);
         };
-        let numbers = (|| {
-            let id_bytes = format::trim(&row[columns.queue]);
-            if id_bytes.is_empty() {
-                // Checked before the table: an empty name may be numbered already.
-                return Err(RowError::cell(
-                    columns.queue,
-                    b"",
-                    "an identifier, found an empty cell",
-                ));
-            }
-            let Some(id) = texts.number(id_bytes, || self.identifier(row, columns.queue))? else {
-                return Ok(None);
-            };
-            let name = match columns.queue_name {
-                Some(column) => texts.number(format::trim(&row[column]), || {
-                    Ok(RString::from(self.text(row, column)?.as_ref()))
-                })?,
-                None => Some(id),
-            };
-            Ok(name.map(|name| [id, name]))
-        })();
-        self.texts = Some(texts);
-        numbers
+        let id_bytes = format::trim(&row[columns.queue]);
+        if id_bytes.is_empty() {
+            // Checked before the table: an empty name may be numbered already.
+            return Err(RowError::cell(
+                columns.queue,
+                b"",
+                "an identifier, found an empty cell",
+            ));
+        }
+        texts.number_queue(
+            (id_bytes, columns.queue),
+            columns
+                .queue_name
+                .map(|column| (format::trim(&row[column]), column)),
+            |column| Ok(RString::from(text(encoding, row, column)?.as_ref())),
+        )
     }
 
     fn queue(
         &mut self,
         columns: &QueueColumns,
-        row: &ByteRecord,
+        row: &Row,
     ) -> Result<(RString, RString, Channel), RowError> {
         self.queue_numbers = None;
         let (queue_id, queue_name) = if let Some(numbers) = self.number_queue(columns, row)? {
@@ -565,7 +616,7 @@ impl Cells {
     }
 
     /// A count cell; `None` for an empty cell (a missing value).
-    fn count(&self, row: &ByteRecord, column: usize) -> Result<Option<u32>, RowError> {
+    fn count(&self, row: &Row, column: usize) -> Result<Option<u32>, RowError> {
         let bytes = &row[column];
         if format::trim(bytes).is_empty() {
             return Ok(None);
@@ -575,7 +626,7 @@ impl Cells {
             .ok_or_else(|| RowError::cell(column, bytes, "a whole number >= 0"))
     }
 
-    fn duration(&self, row: &ByteRecord, column: usize) -> Result<Option<f64>, RowError> {
+    fn duration(&self, row: &Row, column: usize) -> Result<Option<f64>, RowError> {
         let bytes = &row[column];
         if format::trim(bytes).is_empty() {
             return Ok(None);
@@ -602,7 +653,7 @@ impl Cells {
     /// The UTC instant and local parts of a point in time.
     fn instant(
         &mut self,
-        row: &ByteRecord,
+        row: &Row,
         time: &TimeColumns<usize>,
     ) -> Result<(UtcMillis, Parts), RowError> {
         let (first, second): (&[u8], &[u8]) = match *time {
@@ -625,7 +676,7 @@ impl Cells {
 
     fn read_instant(
         &mut self,
-        row: &ByteRecord,
+        row: &Row,
         time: &TimeColumns<usize>,
     ) -> Result<(UtcMillis, Parts), RowError> {
         match *time {
@@ -704,7 +755,7 @@ impl Cells {
     fn interval(
         &mut self,
         columns: &IntervalColumns,
-        row: &ByteRecord,
+        row: &Row,
     ) -> Result<Output, RowError> {
         let offered = self.count(row, columns.offered)?;
         let handled = self.count(row, columns.handled)?;
@@ -802,7 +853,7 @@ impl Cells {
             .map(|(column, _)| *column))
     }
 
-    fn contact(&mut self, columns: &ContactColumns, row: &ByteRecord) -> Result<Output, RowError> {
+    fn contact(&mut self, columns: &ContactColumns, row: &Row) -> Result<Output, RowError> {
         let (queue_id, queue_name, channel) = self.queue(&columns.queue, row)?;
         let (timestamp, _) = self.instant(row, &columns.time)?;
         let handled_bytes = &row[columns.handled];
@@ -867,7 +918,7 @@ impl Cells {
     fn status(
         &mut self,
         columns: &StatusColumns,
-        row: &ByteRecord,
+        row: &Row,
         chains: &mut Chains,
     ) -> Result<Output, RowError> {
         let agent_id = self.identifier(row, columns.agent)?;

@@ -311,7 +311,7 @@ impl Connector for CsvConnector {
                     if rows.is_skipped(&stream.format) {
                         continue;
                     }
-                    match row_reader.convert(&rows.row, &mut chains) {
+                    match row_reader.convert(&rows.row(), &mut chains) {
                         // Files are looked at newest first: the newest name of a queue
                         // is the one listed.
                         Ok(Output::Interval(record)) => {
@@ -941,7 +941,6 @@ impl CsvConnector {
                 scan.failure = Some(format!("line {line} (header): {problem}"));
                 (scan.checksum, scan.n_bytes) = rows
                     .into_inner()
-                    .into_inner()
                     .finish()
                     .map_err(cannot_read)?;
                 return Ok(scan);
@@ -960,10 +959,9 @@ impl CsvConnector {
         };
         let header = start.header.as_deref();
         let mut rows = reader::parse_ahead(scope, rows, &stream.format);
-        let lines = rows.lines();
         while let Some(chunk) = rows.next_chunk().map_err(cannot_read)? {
-            for row in chunk {
-                let output = row_reader.convert(row, &mut scan.open_spans);
+            for row in chunk.iter() {
+                let output = row_reader.convert(&row, &mut scan.open_spans);
                 let queue = row_reader
                     .texts()
                     .zip(row_reader.queue_numbers())
@@ -993,7 +991,7 @@ impl CsvConnector {
                     Err(error) => {
                         scan.n_bad_rows += 1;
                         if scan.bad_rows.len() < MAX_REPORTED_ROWS {
-                            let line = lines.of(row);
+                            let line = row.line();
                             scan.bad_rows.push(report_line(line, &error, header));
                             scan.rejects
                                 .push(reject_for(&candidate.name, line, &error, header));
@@ -1010,7 +1008,6 @@ impl CsvConnector {
             }
         }
         (scan.checksum, scan.n_bytes) = rows
-            .into_inner()
             .into_inner()
             .finish()
             .map_err(cannot_read)?;

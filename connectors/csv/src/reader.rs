@@ -1,13 +1,15 @@
 //! Reading one CSV file as rows of raw bytes: byte-order mark, lines to skip, header, and
-//! parsing ahead on a second thread. The `csv` crate parses the raw bytes (every supported
+//! parsing ahead on a second thread. `csv-core` parses the raw bytes (every supported
 //! encoding is ASCII-compatible, so separators, quotes and line ends are single ASCII
-//! bytes), and line numbers are those of the file itself.
+//! bytes) straight into [`RowBuf`]s: the fields of thousands of rows in one buffer, handed
+//! to the converting thread as a whole. Line numbers are those of the file itself.
 
 use crate::settings::Format;
-use csv::ByteRecord;
+use csv_core::ReadRecordResult;
 use sha2::{Digest, Sha256};
 use std::{
     io::{self, BufRead, BufReader, Read},
+    ops::Index,
     sync::mpsc::{self, Receiver, SyncSender},
     thread::{Scope, ScopedJoinHandle},
 };
@@ -22,54 +24,153 @@ pub struct FileStart {
     pub data_line: u64,
 }
 
-/// Rows of one file, read one at a time into `row`.
-pub struct Rows<R: Read> {
-    csv: csv::Reader<R>,
-    line_base: u64,
-    pub row: ByteRecord,
+/// Rows one after another: their fields' bytes in one buffer, their fields' ends in
+/// another, so that filling it allocates nothing once it has grown to its work.
+#[derive(Default)]
+pub struct RowBuf {
+    /// Room for fields; the first `n_bytes` are used.
+    bytes: Vec<u8>,
+    n_bytes: usize,
+    /// Room for field ends, relative to their row's first byte; the first `n_ends` are
+    /// used.
+    ends: Vec<usize>,
+    n_ends: usize,
+    rows: Vec<RowAt>,
 }
 
-fn builder(format: &Format) -> csv::ReaderBuilder {
-    let mut builder = csv::ReaderBuilder::new();
-    builder
-        .has_headers(false)
-        .flexible(true)
+/// Where a row of a [`RowBuf`] is.
+#[derive(Clone, Copy)]
+struct RowAt {
+    bytes: usize,
+    ends: usize,
+    n_fields: usize,
+    line: u64,
+}
+
+/// One row: its cells as raw bytes, and the line it begins on.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    bytes: &'a [u8],
+    ends: &'a [usize],
+    line: u64,
+}
+
+impl<'a> Row<'a> {
+    /// The number of cells.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The line number (1-based) where the row begins.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        let (bytes, ends) = (self.bytes, self.ends);
+        (0..ends.len()).map(move |column| cell(bytes, ends, column))
+    }
+}
+
+fn cell<'a>(bytes: &'a [u8], ends: &[usize], column: usize) -> &'a [u8] {
+    let start = if column == 0 { 0 } else { ends[column - 1] };
+    &bytes[start..ends[column]]
+}
+
+impl Index<usize> for Row<'_> {
+    type Output = [u8];
+
+    /// The cell in `column` (0-based), which must exist.
+    fn index(&self, column: usize) -> &[u8] {
+        cell(self.bytes, self.ends, column)
+    }
+}
+
+impl RowBuf {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.n_bytes = 0;
+        self.n_ends = 0;
+        self.rows.clear();
+    }
+
+    fn row_at(&self, at: RowAt) -> Row<'_> {
+        let ends = &self.ends[at.ends..at.ends + at.n_fields];
+        let n_bytes = ends.last().copied().unwrap_or(0);
+        Row {
+            bytes: &self.bytes[at.bytes..at.bytes + n_bytes],
+            ends,
+            line: at.line,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Row<'_>> {
+        self.rows.iter().map(|&at| self.row_at(at))
+    }
+
+    fn last(&self) -> Option<Row<'_>> {
+        self.rows.last().map(|&at| self.row_at(at))
+    }
+
+    /// Forgets the last row.
+    fn pop(&mut self) {
+        if let Some(at) = self.rows.pop() {
+            self.n_bytes = at.bytes;
+            self.n_ends = at.ends;
+        }
+    }
+}
+
+/// Rows of one file, parsed from the bytes of `R`.
+pub struct Rows<R> {
+    input: BufReader<R>,
+    parser: csv_core::Reader,
+    /// Lines before the parser's first (skipped lines).
+    line_base: u64,
+    /// The row [`Rows::advance`] read last.
+    current: RowBuf,
+}
+
+/// The parser for `format`. Only `\n` ends a line: a `\r` before it stays in the last
+/// cell, which is trimmed, and the line numbers of CRLF files are right.
+fn parser(format: &Format) -> csv_core::Reader {
+    csv_core::ReaderBuilder::new()
         .delimiter(format.separator)
         .quoting(format.quote.is_some())
         .quote(format.quote.unwrap_or(b'"'))
-        // Only `\n` ends a line (a `\r` before it is trimmed with the cell): with the
-        // default CRLF terminator the csv crate reports positions of CRLF files on the
-        // `\n` of the previous line, one line too early.
-        .terminator(csv::Terminator::Any(b'\n'))
-        .buffer_capacity(256 * 1024);
-    builder
+        .terminator(csv_core::Terminator::Any(b'\n'))
+        .build()
 }
 
 /// Opens rows over `inner`, which is at the start of the file: skips the byte-order mark
 /// and `skip_lines` lines, and reads the header if there is one.
-pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<BufReader<R>>, FileStart)> {
-    let mut buffered = BufReader::with_capacity(64 * 1024, inner);
-    if buffered.fill_buf()?.starts_with(UTF8_BOM) {
-        buffered.consume(UTF8_BOM.len());
+pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<R>, FileStart)> {
+    let mut input = BufReader::with_capacity(256 * 1024, inner);
+    if input.fill_buf()?.starts_with(UTF8_BOM) {
+        input.consume(UTF8_BOM.len());
     }
     let mut line_base = 0u64;
     let mut skipped = Vec::new();
     for _ in 0..format.skip_lines {
         skipped.clear();
-        let n_bytes = buffered.read_until(b'\n', &mut skipped)?;
+        let n_bytes = input.read_until(b'\n', &mut skipped)?;
         if n_bytes == 0 {
             break;
         }
         line_base += 1;
     }
     let mut rows = Rows {
-        csv: builder(format).from_reader(buffered),
+        input,
+        parser: parser(format),
         line_base,
-        row: ByteRecord::new(),
+        current: RowBuf::default(),
     };
     let header = if format.header && rows.advance()? {
         Some(
-            rows.row
+            rows.row()
                 .iter()
                 .map(|cell| match format.encoding.decode(cell) {
                     Some(text) => text.trim().to_string(),
@@ -90,31 +191,75 @@ pub fn start<R: Read>(inner: R, format: &Format) -> io::Result<(Rows<BufReader<R
 impl<R: Read> Rows<R> {
     /// Reads the next row; `false` at the end of the file.
     pub fn advance(&mut self) -> io::Result<bool> {
-        read_row(&mut self.csv, &mut self.row)
+        let mut current = std::mem::take(&mut self.current);
+        current.clear();
+        let more = self.read_into(&mut current);
+        self.current = current;
+        more
+    }
+
+    /// The row [`Rows::advance`] read last.
+    pub fn row(&self) -> Row<'_> {
+        self.current
+            .last()
+            .expect("advance() read a row before row() is asked for")
     }
 
     /// The line number where the next row begins.
     pub fn next_line(&self) -> u64 {
-        self.line_base + self.csv.position().line()
-    }
-
-    /// The reader under the rows.
-    pub fn into_inner(self) -> R {
-        self.csv.into_inner()
+        self.line_base + self.parser.line()
     }
 
     /// Whether the current row is to be skipped (see [`is_skipped`]).
     pub fn is_skipped(&self, format: &Format) -> bool {
-        is_skipped(&self.row, format)
+        is_skipped(&self.row(), format)
     }
-}
 
-fn read_row<R: Read>(csv: &mut csv::Reader<R>, row: &mut ByteRecord) -> io::Result<bool> {
-    csv.read_byte_record(row)
-        .map_err(|error| match error.into_kind() {
-            csv::ErrorKind::Io(error) => error,
-            other => io::Error::new(io::ErrorKind::InvalidData, format!("{other:?}")),
-        })
+    /// The reader under the rows.
+    pub fn into_inner(self) -> R {
+        self.input.into_inner()
+    }
+
+    /// Parses the next row onto the end of `buf`; `false` at the end of the file.
+    fn read_into(&mut self, buf: &mut RowBuf) -> io::Result<bool> {
+        let at = RowAt {
+            bytes: buf.n_bytes,
+            ends: buf.n_ends,
+            n_fields: 0,
+            line: self.next_line(),
+        };
+        loop {
+            // An empty input tells the parser that the file has ended.
+            let input = self.input.fill_buf()?;
+            let (result, n_in, n_out, n_ends) = self.parser.read_record(
+                input,
+                &mut buf.bytes[buf.n_bytes..],
+                &mut buf.ends[buf.n_ends..],
+            );
+            self.input.consume(n_in);
+            buf.n_bytes += n_out;
+            buf.n_ends += n_ends;
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    let room = (buf.bytes.len() * 2).max(64 * 1024);
+                    buf.bytes.resize(room, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let room = (buf.ends.len() * 2).max(1024);
+                    buf.ends.resize(room, 0);
+                }
+                ReadRecordResult::Record => {
+                    buf.rows.push(RowAt {
+                        n_fields: buf.n_ends - at.ends,
+                        ..at
+                    });
+                    return Ok(true);
+                }
+                ReadRecordResult::End => return Ok(false),
+            }
+        }
+    }
 }
 
 /// Rows handed over by [`parse_ahead`] at a time: enough that handing over costs nothing
@@ -124,10 +269,9 @@ const CHUNK_ROWS: usize = 4096;
 /// Rows parsed on a second thread while this one converts them: parsing is a third of
 /// a row's cost, and the machine has a second core. Rows to skip are skipped there.
 pub struct RowsAhead<'scope, R> {
-    full: Receiver<io::Result<Vec<ByteRecord>>>,
-    empty: SyncSender<Vec<ByteRecord>>,
-    line_base: u64,
-    chunk: Vec<ByteRecord>,
+    full: Receiver<io::Result<RowBuf>>,
+    empty: SyncSender<RowBuf>,
+    chunk: RowBuf,
     /// The parsing thread, which gives back the reader under the rows when it ends.
     parser: ScopedJoinHandle<'scope, R>,
 }
@@ -135,58 +279,51 @@ pub struct RowsAhead<'scope, R> {
 /// Parses `rows` to their end on a thread of `scope`, skipping what `format` says to.
 pub fn parse_ahead<'scope, R: Read + Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
-    rows: Rows<R>,
+    mut rows: Rows<R>,
     format: &'scope Format,
 ) -> RowsAhead<'scope, R> {
-    let (full_sender, full) = mpsc::sync_channel::<io::Result<Vec<ByteRecord>>>(2);
-    let (empty, empty_receiver) = mpsc::sync_channel::<Vec<ByteRecord>>(4);
-    let Rows {
-        mut csv, line_base, ..
-    } = rows;
-    let parser = scope.spawn(move || {
-        // Chunks come back to be filled again; the spare records keep their buffers.
-        let mut spare = Vec::new();
-        loop {
-            let mut chunk = empty_receiver
-                .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(CHUNK_ROWS));
-            spare.append(&mut chunk);
-            let mut at_end = false;
-            while chunk.len() < CHUNK_ROWS {
-                let mut row = spare.pop().unwrap_or_default();
-                match read_row(&mut csv, &mut row) {
-                    Ok(true) if is_skipped(&row, format) => spare.push(row),
-                    Ok(true) => chunk.push(row),
-                    Ok(false) => {
-                        at_end = true;
-                        break;
-                    }
-                    Err(error) => {
-                        let _ = full_sender.send(Err(error));
-                        return csv.into_inner();
+    let (full_sender, full) = mpsc::sync_channel::<io::Result<RowBuf>>(2);
+    let (empty, empty_receiver) = mpsc::sync_channel::<RowBuf>(4);
+    let parser = scope.spawn(move || loop {
+        // Chunks come back to be filled again, with the room they have grown.
+        let mut chunk = empty_receiver.try_recv().unwrap_or_default();
+        chunk.clear();
+        let mut at_end = false;
+        while chunk.len() < CHUNK_ROWS {
+            match rows.read_into(&mut chunk) {
+                Ok(true) => {
+                    if chunk.last().is_some_and(|row| is_skipped(&row, format)) {
+                        chunk.pop();
                     }
                 }
+                Ok(false) => {
+                    at_end = true;
+                    break;
+                }
+                Err(error) => {
+                    let _ = full_sender.send(Err(error));
+                    return rows.into_inner();
+                }
             }
-            // A closed channel: the converting side stopped early.
-            if (!chunk.is_empty() && full_sender.send(Ok(chunk)).is_err()) || at_end {
-                return csv.into_inner();
-            }
+        }
+        // A closed channel: the converting side stopped early.
+        if (chunk.len() > 0 && full_sender.send(Ok(chunk)).is_err()) || at_end {
+            return rows.into_inner();
         }
     });
     RowsAhead {
         full,
         empty,
-        line_base,
-        chunk: Vec::new(),
+        chunk: RowBuf::default(),
         parser,
     }
 }
 
 impl<R> RowsAhead<'_, R> {
     /// The next rows to convert; `None` at the end of the file.
-    pub fn next_chunk(&mut self) -> io::Result<Option<&[ByteRecord]>> {
+    pub fn next_chunk(&mut self) -> io::Result<Option<&RowBuf>> {
         let done = std::mem::take(&mut self.chunk);
-        if done.capacity() > 0 {
+        if done.bytes.capacity() > 0 {
             // The parser may have stopped already: then the chunk is simply dropped.
             let _ = self.empty.try_send(done);
         }
@@ -196,13 +333,6 @@ impl<R> RowsAhead<'_, R> {
                 Ok(Some(&self.chunk))
             }
             Err(_) => Ok(None),
-        }
-    }
-
-    /// The line numbers of the rows.
-    pub fn lines(&self) -> Lines {
-        Lines {
-            base: self.line_base,
         }
     }
 
@@ -216,22 +346,9 @@ impl<R> RowsAhead<'_, R> {
     }
 }
 
-/// The line numbers of the rows of [`RowsAhead`].
-#[derive(Clone, Copy, Debug)]
-pub struct Lines {
-    base: u64,
-}
-
-impl Lines {
-    /// The line number (1-based) where `row` begins.
-    pub fn of(self, row: &ByteRecord) -> u64 {
-        self.base + row.position().map_or(0, |position| position.line())
-    }
-}
-
 /// Whether a row is to be skipped: a blank line, or what the format says to skip: empty
 /// (every cell blank) or containing one of the configured strings.
-pub fn is_skipped(row: &ByteRecord, format: &Format) -> bool {
+pub fn is_skipped(row: &Row, format: &Format) -> bool {
     // A blank line (with CRLF, a lone `\r`) is never a row, whatever the settings.
     let is_blank_line = row.len() == 1 && row[0].trim_ascii().is_empty();
     if is_blank_line
@@ -292,4 +409,104 @@ impl<R: Read> Read for Checksummed<R> {
 
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::FormatSettings;
+
+    fn format(quote: &str) -> Format {
+        FormatSettings {
+            separator: ";".into(),
+            quote: quote.into(),
+            header: false,
+            ..FormatSettings::default()
+        }
+        .resolve("test")
+        .expect("a valid format")
+    }
+
+    /// Quoted separators, line breaks and quotes, CRLF, blank lines, a cell larger and a
+    /// row wider than the first room of a [`RowBuf`], a quote inside a cell, more rows
+    /// than a chunk, and a last line without its line end.
+    fn nasty_input() -> String {
+        let mut input = String::from(
+            "a;b;c\r\n\"quoted;sep\";\"line\nbreak\";\"say \"\"hi\"\"\"\n\n\nab\"c;d\n  \n",
+        );
+        input.push_str(&format!("long;{}\n", "x".repeat(200_000)));
+        input.push_str(&format!("{}\r\n", vec!["c"; 3000].join(";")));
+        for n in 0..5000 {
+            input.push_str(&format!("{n};{}\n", n * 7));
+        }
+        input.push_str("truncated;row");
+        input
+    }
+
+    /// (line, cells) of each row as the `csv` crate reads it with the same settings.
+    fn as_csv_crate_reads(input: &str, quoting: bool) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(b';')
+            .quoting(quoting)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_reader(input.as_bytes());
+        let mut record = csv::ByteRecord::new();
+        let mut rows = Vec::new();
+        while reader.read_byte_record(&mut record).expect("a row") {
+            let line = record.position().expect("a position").line();
+            rows.push((line, record.iter().map(<[u8]>::to_vec).collect()));
+        }
+        rows
+    }
+
+    fn cells(row: &Row) -> (u64, Vec<Vec<u8>>) {
+        (row.line(), row.iter().map(<[u8]>::to_vec).collect())
+    }
+
+    #[test]
+    fn rows_are_those_the_csv_crate_reads_one_by_one_and_ahead() {
+        let input = nasty_input();
+        for quote in ["\"", ""] {
+            let format = format(quote);
+            let expected = as_csv_crate_reads(&input, !quote.is_empty());
+            let (mut rows, _) = start(input.as_bytes(), &format).expect("start");
+            let mut one_by_one = Vec::new();
+            while rows.advance().expect("a row") {
+                one_by_one.push(cells(&rows.row()));
+            }
+            assert_eq!(one_by_one.len(), expected.len(), "quote {quote:?}");
+            for (got, expected) in one_by_one.iter().zip(&expected) {
+                assert_eq!(got, expected, "quote {quote:?}");
+            }
+
+            let (rows, _) = start(input.as_bytes(), &format).expect("start");
+            let ahead = std::thread::scope(|scope| {
+                let mut ahead = parse_ahead(scope, rows, &format);
+                let mut got = Vec::new();
+                while let Some(chunk) = ahead.next_chunk().expect("a chunk") {
+                    got.extend(chunk.iter().map(|row| cells(&row)));
+                }
+                got
+            });
+            let not_skipped: Vec<_> = one_by_one
+                .iter()
+                .filter(|(_, cells)| !(cells.len() == 1 && cells[0].trim_ascii().is_empty()))
+                .cloned()
+                .collect();
+            assert_eq!(ahead.len(), not_skipped.len(), "quote {quote:?}");
+            assert!(ahead == not_skipped, "quote {quote:?}: rows parsed ahead differ");
+        }
+    }
+
+    #[test]
+    fn the_checksum_covers_every_byte_however_much_was_parsed() {
+        let input = nasty_input();
+        let expected = hex(&Sha256::digest(input.as_bytes()));
+        let (mut rows, _) = start(Checksummed::new(input.as_bytes()), &format("\"")).expect("start");
+        rows.advance().expect("a row");
+        let (checksum, n_bytes) = rows.into_inner().finish().expect("the rest");
+        assert_eq!((checksum, n_bytes), (expected, input.len() as u64));
+    }
 }
