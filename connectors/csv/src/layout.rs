@@ -4,6 +4,7 @@
 //! A row that cannot be converted gives a [`RowError`] naming the column, the value and
 //! what was expected; the reader adds file and line.
 
+use crate::reader::Row;
 use crate::{
     format::{self, DateFormat, Encoding, Parts},
     settings::{
@@ -15,7 +16,6 @@ use acdlink_connector_api::{
     time::SourceTimeZone, AgentStatus, Channel, ContactEvent, QueueInterval, ROption, RString,
     RVec, UtcMillis,
 };
-use crate::reader::Row;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::{borrow::Cow, collections::BTreeMap};
@@ -404,7 +404,9 @@ impl Texts {
         name: Option<(&[u8], usize)>,
         decode: impl Fn(usize) -> Result<RString, RowError>,
     ) -> Result<Option<[u32; 2]>, RowError> {
-        let guess = self.last_id.map_or(NONE, |last| self.next_of[last as usize]);
+        let guess = self
+            .last_id
+            .map_or(NONE, |last| self.next_of[last as usize]);
         let id_number = if self.is(guess, id) {
             guess
         } else {
@@ -752,11 +754,7 @@ impl Cells {
         }
     }
 
-    fn interval(
-        &mut self,
-        columns: &IntervalColumns,
-        row: &Row,
-    ) -> Result<Output, RowError> {
+    fn interval(&mut self, columns: &IntervalColumns, row: &Row) -> Result<Output, RowError> {
         let offered = self.count(row, columns.offered)?;
         let handled = self.count(row, columns.handled)?;
         let abandoned = match columns.abandoned {

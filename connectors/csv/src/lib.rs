@@ -939,10 +939,7 @@ impl CsvConnector {
                     1
                 };
                 scan.failure = Some(format!("line {line} (header): {problem}"));
-                (scan.checksum, scan.n_bytes) = rows
-                    .into_inner()
-                    .finish()
-                    .map_err(cannot_read)?;
+                (scan.checksum, scan.n_bytes) = rows.into_inner().finish().map_err(cannot_read)?;
                 return Ok(scan);
             }
         };
@@ -1007,10 +1004,7 @@ impl CsvConnector {
                 written.transpose().map_err(cannot_copy)?;
             }
         }
-        (scan.checksum, scan.n_bytes) = rows
-            .into_inner()
-            .finish()
-            .map_err(cannot_read)?;
+        (scan.checksum, scan.n_bytes) = rows.into_inner().finish().map_err(cannot_read)?;
         // Beyond those listed, one reject says how many more the report counts.
         if scan.n_bad_rows > scan.rejects.len() as u64 {
             scan.rejects.push(Reject {
