@@ -61,6 +61,11 @@ impl<'a> Row<'a> {
         self.ends.len()
     }
 
+    /// Whether the row has no cells (never: a row read has at least one).
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
     /// The line number (1-based) where the row begins.
     pub fn line(&self) -> u64 {
         self.line
@@ -87,7 +92,7 @@ impl Index<usize> for Row<'_> {
 }
 
 impl RowBuf {
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.rows.len()
     }
 
