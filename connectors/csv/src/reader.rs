@@ -137,11 +137,17 @@ impl RowBuf {
         }
     }
 
-    /// Adds the row in `line`, a line without quotes: its cells are what lies between
-    /// the separators.
-    fn push_line(&mut self, line: &[u8], separator: u8, line_number: u64) -> io::Result<()> {
+    /// Adds the row in `line` if it has no `quote` (when quoting is off, `quote` is the
+    /// separator): its cells are then what lies between the separators. `false` when
+    /// it has a quote, for the parser to read.
+    fn push_line(
+        &mut self,
+        line: &[u8],
+        separator: u8,
+        quote: u8,
+        line_number: u64,
+    ) -> io::Result<bool> {
         let n_bytes = u32::try_from(line.len()).map_err(|_| too_long())?;
-        self.reserve(line.len());
         let at = RowAt {
             bytes: self.n_bytes,
             n_bytes: line.len(),
@@ -149,19 +155,25 @@ impl RowBuf {
             n_cells: 0,
             line: line_number,
         };
-        self.bytes[at.bytes..at.bytes + line.len()].copy_from_slice(line);
-        self.n_bytes += line.len();
         let mut start = 0u32;
-        for end in memchr::memchr_iter(separator, line) {
-            self.cells.push((start, end as u32));
-            start = end as u32 + 1;
+        for (end, &byte) in (0u32..).zip(line) {
+            if byte == separator {
+                self.cells.push((start, end));
+                start = end + 1;
+            } else if byte == quote {
+                self.cells.truncate(at.cells);
+                return Ok(false);
+            }
         }
         self.cells.push((start, n_bytes));
+        self.reserve(line.len());
+        self.bytes[at.bytes..at.bytes + line.len()].copy_from_slice(line);
+        self.n_bytes += line.len();
         self.rows.push(RowAt {
             n_cells: self.cells.len() - at.cells,
             ..at
         });
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -285,16 +297,11 @@ impl<R: Read> Rows<R> {
                 break;
             };
             let text = &input[..end];
-            if self
-                .quote
-                .is_some_and(|quote| memchr::memchr(quote, text).is_some())
-            {
-                break;
-            }
             // A blank line is no row, as for the parser.
             let is_row = !text.is_empty();
-            if is_row {
-                buf.push_line(text, self.separator, line)?;
+            let quote = self.quote.unwrap_or(self.separator);
+            if is_row && !buf.push_line(text, self.separator, quote, line)? {
+                break;
             }
             self.input.consume(end + 1);
             self.parser.set_line(self.parser.line() + 1);
