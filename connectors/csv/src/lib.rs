@@ -314,10 +314,11 @@ impl Connector for CsvConnector {
                     match row_reader.convert(&rows.row(), &mut chains) {
                         // Files are looked at newest first: the newest name of a queue
                         // is the one listed.
-                        Ok(Output::Interval(record)) => {
+                        Ok(Output::Interval) => {
+                            let record = row_reader.interval();
                             queues
-                                .entry((record.queue_id.into_string(), record.channel.0))
-                                .or_insert_with(|| record.queue_name.into_string());
+                                .entry((record.queue_id.to_string(), record.channel.0))
+                                .or_insert_with(|| record.queue_name.to_string());
                         }
                         Ok(Output::Contact(record)) => {
                             queues
@@ -964,9 +965,9 @@ impl CsvConnector {
                     .zip(row_reader.queue_numbers())
                     .map(|(texts, numbers)| NumberedQueue { texts, numbers });
                 let written = match output {
-                    Ok(Output::Interval(record)) => {
-                        copy.as_mut().map(|copy| copy.interval(&record, queue))
-                    }
+                    Ok(Output::Interval) => copy
+                        .as_mut()
+                        .map(|copy| copy.interval(row_reader.interval(), queue)),
                     Ok(Output::Contact(record)) => {
                         copy.as_mut().map(|copy| copy.contact(&record, queue))
                     }

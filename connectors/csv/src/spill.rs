@@ -330,6 +330,7 @@ impl Spill {
         Ok(())
     }
 
+    #[inline]
     fn bytes<const N: usize>(&mut self) -> io::Result<[u8; N]> {
         let bytes = self
             .block
@@ -341,11 +342,24 @@ impl Spill {
         Ok(bytes)
     }
 
+    #[inline]
     fn byte(&mut self) -> io::Result<u8> {
         self.bytes::<1>().map(|[byte]| byte)
     }
 
+    /// A LEB128 number; most are a single byte.
+    #[inline]
     fn number(&mut self) -> io::Result<u64> {
+        match self.block.get(self.at) {
+            Some(&byte) if byte < 0x80 => {
+                self.at += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_number(),
+        }
+    }
+
+    fn long_number(&mut self) -> io::Result<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.byte()?;
@@ -357,20 +371,24 @@ impl Spill {
         Err(damaged())
     }
 
+    #[inline]
     fn u32(&mut self) -> io::Result<u32> {
         u32::try_from(self.number()?).map_err(|_| damaged())
     }
 
+    #[inline]
     fn signed(&mut self) -> io::Result<i64> {
         let zigzag = self.number()?;
         Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
     }
 
+    #[inline]
     fn instant(&mut self) -> io::Result<UtcMillis> {
         self.last_instant = self.last_instant.wrapping_add(self.signed()?);
         Ok(UtcMillis(self.last_instant))
     }
 
+    #[inline]
     fn f64(&mut self) -> io::Result<f64> {
         self.bytes().map(f64::from_ne_bytes)
     }
