@@ -355,10 +355,11 @@ impl<R: Read> Rows<R> {
     }
 }
 
-/// Rows handed over by [`parse_ahead`] at a time: enough that handing over costs nothing
-/// per row, few enough that the chunks in flight (about 60 KB each) stay in the cores'
-/// caches. With 4096 rows the benchmark was slower, in three runs out of three.
-const CHUNK_ROWS: usize = 512;
+/// Rows handed over by [`parse_ahead`] at a time: each hand-over may wake a thread, which
+/// on a virtual machine costs microseconds. In the benchmark, chunks of 512 rows were a
+/// fifth slower than 4096; 16384 were not clearly faster and took the peak RSS from 20 to
+/// 56 MB.
+const CHUNK_ROWS: usize = 4096;
 
 /// Rows parsed on a second thread while this one converts them: parsing is a third of
 /// a row's cost, and the machine has a second core. Rows to skip are skipped there.
