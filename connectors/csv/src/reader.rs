@@ -90,6 +90,16 @@ impl Index<usize> for Row<'_> {
     }
 }
 
+/// A mask with the high bit set in each byte of `word` that equals `byte`, and no other
+/// bit: `(b & 0x7f) + 0x7f` carries into the high bit of a byte exactly when its low
+/// seven bits are not all zero, and never into the next byte.
+#[inline]
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let zero_where_equal = word ^ (0x0101_0101_0101_0101 * u64::from(byte));
+    !(((zero_where_equal & LOWS) + LOWS) | zero_where_equal) & !LOWS
+}
+
 fn too_long() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "a row longer than 4 GB")
 }
@@ -137,14 +147,16 @@ impl RowBuf {
         }
     }
 
-    /// Adds the row in `line` if it has no `quote` (when quoting is off, `quote` is the
-    /// separator): its cells are then what lies between the separators. `false` when
-    /// it has a quote, for the parser to read.
+    /// Adds the row in `line` if it has no `quote`: its cells are then what lies between
+    /// the separators. `false` when it has a quote, for the parser to read.
+    ///
+    /// Eight bytes are looked at a time: a mask marks the separators among them, and
+    /// each is found by counting the zeros before it.
     fn push_line(
         &mut self,
         line: &[u8],
         separator: u8,
-        quote: u8,
+        quote: Option<u8>,
         line_number: u64,
     ) -> io::Result<bool> {
         let n_bytes = u32::try_from(line.len()).map_err(|_| too_long())?;
@@ -155,15 +167,44 @@ impl RowBuf {
             n_cells: 0,
             line: line_number,
         };
+        // Adds the cells that end in the eight bytes of `word`, at `word_at` in the line;
+        // `false` when one of them is a quote.
         let mut start = 0u32;
-        for (end, &byte) in (0u32..).zip(line) {
-            if byte == separator {
-                self.cells.push((start, end));
-                start = end + 1;
-            } else if byte == quote {
-                self.cells.truncate(at.cells);
-                return Ok(false);
+        let cells = &mut self.cells;
+        let mut split = |word: u64, word_at: u32| {
+            if quote.is_some_and(|quote| bytes_equal(word, quote) != 0) {
+                return false;
             }
+            let mut separators = bytes_equal(word, separator);
+            while separators != 0 {
+                let end = word_at + separators.trailing_zeros() / 8;
+                cells.push((start, end));
+                start = end + 1;
+                separators &= separators - 1;
+            }
+            true
+        };
+        let words = line.chunks_exact(8);
+        let rest = words.remainder();
+        let mut word_at = 0u32;
+        let mut has_quote = false;
+        for word in words {
+            if !split(
+                u64::from_le_bytes(word.try_into().expect("8 bytes")),
+                word_at,
+            ) {
+                has_quote = true;
+                break;
+            }
+            word_at += 8;
+        }
+        // The last bytes, padded with zeros: a separator is never zero, and a quote that
+        // is leaves the line to the parser, which reads it right.
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        if has_quote || !split(u64::from_le_bytes(last), word_at) {
+            self.cells.truncate(at.cells);
+            return Ok(false);
         }
         self.cells.push((start, n_bytes));
         self.reserve(line.len());
@@ -299,8 +340,7 @@ impl<R: Read> Rows<R> {
             let text = &input[..end];
             // A blank line is no row, as for the parser.
             let is_row = !text.is_empty();
-            let quote = self.quote.unwrap_or(self.separator);
-            if is_row && !buf.push_line(text, self.separator, quote, line)? {
+            if is_row && !buf.push_line(text, self.separator, self.quote, line)? {
                 break;
             }
             self.input.consume(end + 1);
@@ -633,6 +673,29 @@ mod tests {
                     as_csv_crate_reads(&text, !quote.is_empty()),
                     "input {text:?}, quote {quote:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_equal_marks_exactly_the_equal_bytes() {
+        for byte in 0..=255u8 {
+            for other in 0..=255u8 {
+                for position in 0..8 {
+                    // `other` everywhere but at `position`, where `byte` is.
+                    let mut bytes = [other; 8];
+                    bytes[position] = byte;
+                    let expected = bytes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, &b)| b == byte)
+                        .fold(0u64, |mask, (at, _)| mask | 0x80 << (8 * at));
+                    assert_eq!(
+                        bytes_equal(u64::from_le_bytes(bytes), byte),
+                        expected,
+                        "{bytes:?} for {byte}"
+                    );
+                }
             }
         }
     }
