@@ -20,9 +20,13 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::{borrow::Cow, collections::BTreeMap};
 
-/// What is wrong with one row.
+/// What is wrong with one row: a [`RowProblem`], boxed so that the results of the
+/// conversion of every good row stay small enough to be returned in registers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowError {
+pub struct RowError(Box<RowProblem>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowProblem {
     /// The column at fault, 0-based; `None` for the row as a whole.
     pub column: Option<usize>,
     /// The cell's text (lossily decoded), empty when there is no cell.
@@ -31,13 +35,29 @@ pub struct RowError {
     pub expected: String,
 }
 
+impl std::ops::Deref for RowError {
+    type Target = RowProblem;
+
+    fn deref(&self) -> &RowProblem {
+        &self.0
+    }
+}
+
 impl RowError {
+    fn new(column: Option<usize>, value: String, expected: String) -> RowError {
+        RowError(Box::new(RowProblem {
+            column,
+            value,
+            expected,
+        }))
+    }
+
     fn cell(column: usize, bytes: &[u8], expected: impl Into<String>) -> RowError {
-        RowError {
-            column: Some(column),
-            value: String::from_utf8_lossy(bytes).into_owned(),
-            expected: expected.into(),
-        }
+        RowError::new(
+            Some(column),
+            String::from_utf8_lossy(bytes).into_owned(),
+            expected.into(),
+        )
     }
 }
 
@@ -533,15 +553,15 @@ impl RowReader {
     /// Converts one row. `chains` holds the open spans of `span = "start-only"`.
     pub fn convert(&mut self, row: &Row, chains: &mut Chains) -> Result<Output, RowError> {
         if row.len() < self.width {
-            return Err(RowError {
-                column: Some(row.len()),
-                value: String::new(),
-                expected: format!(
+            return Err(RowError::new(
+                Some(row.len()),
+                String::new(),
+                format!(
                     "at least {} columns, found {} (is the line truncated?)",
                     self.width,
                     row.len()
                 ),
-            });
+            ));
         }
         match &self.layout {
             Layout::Intervals(columns) => self.cells.interval(columns, row),
@@ -925,11 +945,7 @@ impl Cells {
                 let start_ms = self
                     .clock
                     .interval_start(timestamp, columns.interval_minutes)
-                    .map_err(|message| RowError {
-                        column: None,
-                        value: String::new(),
-                        expected: message,
-                    })?;
+                    .map_err(|message| RowError::new(None, String::new(), message))?;
                 Ok(Output::ContactForInterval {
                     key: IntervalKey {
                         start_ms,
