@@ -1142,3 +1142,50 @@ impl Clock {
         Ok(instant.0 - into_interval_ms)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Numbers rows of (identifier, name) and gives back the texts they were numbered as.
+    fn numbered_as(rows: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut texts = Texts::default();
+        let decode = |cell: &str| Ok::<_, RowError>(RString::from(cell));
+        rows.iter()
+            .map(|&(id, name)| {
+                let [id_number, name_number] = texts
+                    .number_queue((id.as_bytes(), 0), Some((name.as_bytes(), 1)), |column| {
+                        decode(if column == 0 { id } else { name })
+                    })
+                    .expect("texts that decode")
+                    .expect("room in the table");
+                (
+                    texts.get(id_number).to_string(),
+                    texts.get(name_number).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn queue_numbers_follow_repeats_renames_and_new_orders() {
+        let rows = [
+            ("Q1", "Sales"),
+            ("Q2", "Support"),
+            ("Q1", "Sales"),
+            ("Q2", "Support"),
+            // Renamed: the guess for Q1's name misses.
+            ("Q1", "Sales DE"),
+            // A new order: the guess for the queue after Q1 misses.
+            ("Q3", "Support"),
+            ("Q1", "Sales"),
+            ("Q3", "Billing"),
+            ("Q2", "Support"),
+        ];
+        let expected: Vec<(String, String)> = rows
+            .iter()
+            .map(|(id, name)| (id.to_string(), name.to_string()))
+            .collect();
+        assert_eq!(numbered_as(&rows), expected);
+    }
+}
