@@ -1,8 +1,13 @@
 //! Reading one CSV file as rows of raw bytes: byte-order mark, lines to skip, header, and
-//! parsing ahead on a second thread. `csv-core` parses the raw bytes (every supported
-//! encoding is ASCII-compatible, so separators, quotes and line ends are single ASCII
-//! bytes) straight into [`RowBuf`]s: the fields of thousands of rows in one buffer, handed
-//! to the converting thread as a whole. Line numbers are those of the file itself.
+//! parsing ahead on a second thread, which also computes the file's checksum from the same
+//! reads. Rows go into [`RowBuf`]s: the cells of thousands of rows in one buffer, handed to
+//! the converting thread as a whole.
+//!
+//! Every supported encoding is ASCII-compatible, so separators, quotes and line ends are
+//! single ASCII bytes and the raw bytes are parsed. A line without a quote is split at its
+//! separators, eight bytes at a time; `csv-core` parses the others (quoted cells, line
+//! breaks in cells, the last line without its line end), and a test holds both to what
+//! the `csv` crate reads. Line numbers are those of the file itself.
 
 use crate::settings::Format;
 use csv_core::ReadRecordResult;
@@ -109,7 +114,7 @@ impl RowBuf {
         self.rows.len()
     }
 
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.n_bytes = 0;
         self.cells.clear();
         self.rows.clear();
