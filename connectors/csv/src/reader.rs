@@ -406,8 +406,9 @@ impl<R: Read> Rows<R> {
 /// 56 MB.
 const CHUNK_ROWS: usize = 4096;
 
-/// Rows parsed on a second thread while this one converts them: parsing is a third of
-/// a row's cost, and the machine has a second core. Rows to skip are skipped there.
+/// Rows read (and hashed, by a [`Checksummed`] reader) and parsed on a second thread while
+/// this one converts them: the two halves of the work take about as long. Rows to skip
+/// are skipped there.
 pub struct RowsAhead<'scope, R> {
     full: Receiver<io::Result<RowBuf>>,
     empty: SyncSender<RowBuf>,
