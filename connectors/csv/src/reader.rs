@@ -406,6 +406,10 @@ impl<R: Read> Rows<R> {
 /// 56 MB.
 const CHUNK_ROWS: usize = 4096;
 
+/// ... or fewer, when their cells reach this many bytes: a file of very wide rows keeps
+/// the chunks in flight small too.
+const CHUNK_BYTES: usize = 1 << 20;
+
 /// Rows read (and hashed, by a [`Checksummed`] reader) and parsed on a second thread while
 /// this one converts them: the two halves of the work take about as long. Rows to skip
 /// are skipped there.
@@ -430,7 +434,7 @@ pub fn parse_ahead<'scope, R: Read + Send + 'scope>(
         let mut chunk = empty_receiver.try_recv().unwrap_or_default();
         chunk.clear();
         let mut at_end = false;
-        while chunk.len() < CHUNK_ROWS {
+        while chunk.len() < CHUNK_ROWS && chunk.n_bytes < CHUNK_BYTES {
             match rows.read_into(&mut chunk) {
                 Ok(true) => {
                     if chunk.last().is_some_and(|row| is_skipped(&row, format)) {
@@ -681,6 +685,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn chunks_of_wide_rows_stay_near_a_megabyte() {
+        let row = format!("{};x\n", "w".repeat(10_000));
+        let input = row.repeat(500);
+        let format = format("\"");
+        let (rows, _) = start(input.as_bytes(), &format).expect("start");
+        let chunk_rows = std::thread::scope(|scope| {
+            let mut ahead = parse_ahead(scope, rows, &format);
+            let mut chunk_rows = Vec::new();
+            while let Some(chunk) = ahead.next_chunk().expect("a chunk") {
+                chunk_rows.push(chunk.len());
+            }
+            chunk_rows
+        });
+        assert_eq!(chunk_rows.iter().sum::<usize>(), 500);
+        // Each chunk ends with the row that takes it past a megabyte.
+        assert!(
+            chunk_rows.iter().all(|&n| n <= CHUNK_BYTES / 10_000 + 1),
+            "{chunk_rows:?}"
+        );
     }
 
     #[test]
