@@ -72,6 +72,7 @@
 //! settings cross it as JSON text; opaque connector state crosses it as bytes.
 
 pub mod conformance;
+pub mod measure;
 pub mod sdk;
 pub mod time;
 pub mod validate;

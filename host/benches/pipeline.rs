@@ -19,7 +19,11 @@ use acdlink::{
     store::{now_ms, OutboxBatch, Store},
     upload::{self, Sink},
 };
-use acdlink_connector_api::{time::SourceTimeZone, StreamKind, TimeWindow, UtcMillis};
+use acdlink_connector_api::{
+    measure::{cpu_seconds, peak_rss_mib},
+    time::SourceTimeZone,
+    StreamKind, TimeWindow, UtcMillis,
+};
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -182,30 +186,6 @@ impl acdlink::scheduler::Observer for Ticker {
     }
 }
 
-/// CPU seconds (user and system, all threads) this process has used so far: the receiver
-/// runs in a child process, so this is acdlink's own work, which unlike wall time hardly
-/// depends on what else the machine is doing.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The fields after the command name (which is in parentheses and may hold spaces):
-    // utime and stime are the 12th and 13th, in clock ticks of 1/100 s on Linux.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|field| field.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--serve-receiver") {
@@ -239,6 +219,7 @@ fn main() {
     // End to end, as `acdlink run --once` does it: readers and the uploader at once, with
     // backpressure at the outbox limit.
     drop(store);
+    // The receiver runs in a child process: the CPU seconds are acdlink's own work.
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let scheduler = acdlink::scheduler::Scheduler::new(

@@ -14,7 +14,9 @@ use acdlink::{
     registry::{LoadOptions, Plugin, Registry},
     session::Session,
 };
-use acdlink_connector_api::{time::SourceTimeZone, Records, StreamKind, TimeWindow, UtcMillis};
+use acdlink_connector_api::{
+    measure::peak_rss_mib, time::SourceTimeZone, Records, StreamKind, TimeWindow, UtcMillis,
+};
 use std::{ops::ControlFlow, path::PathBuf, time::Instant};
 
 /// The same allocator as the `acdlink` binary.
@@ -75,14 +77,6 @@ fn demo_library() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Peak resident set size of this process in MiB (Linux), if known.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Reads the whole window once; returns (records, seconds).

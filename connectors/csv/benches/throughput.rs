@@ -17,6 +17,7 @@
 //! does not always give the process both cores, the ratio moves with it.
 
 use acdlink_connector_api::{
+    measure::{cpu_seconds, peak_rss_mib},
     sdk::{parse_settings, Connector, OpenContext},
     time::SourceTimeZone,
     ReadRequest, StreamKind,
@@ -170,38 +171,6 @@ fn connector_rows(dir: &Path, on_bad_row: &str, max_records: u32) -> (u64, f64) 
     }
 }
 
-/// CPU seconds (user and system, all threads) this process has used so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // After the command name (in parentheses): utime and stime are the 12th and 13th
-    // fields, in clock ticks of 1/100 s on Linux.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|field| field.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident set size of this process so far, in MB.
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn rate(n_rows: u64, seconds: f64) -> f64 {
     n_rows as f64 / seconds
 }
@@ -260,6 +229,9 @@ fn main() {
                 first_page_share * 100.0
             );
         }
-        println!("  peak RSS after the {mb} MB file: {:.1} MB", peak_rss_mb());
+        match peak_rss_mib() {
+            Some(mib) => println!("  peak RSS after the {mb} MB file: {mib:.1} MB"),
+            None => println!("  peak RSS after the {mb} MB file: unknown"),
+        }
     }
 }

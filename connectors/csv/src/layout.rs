@@ -863,12 +863,12 @@ impl Cells {
             HandleTime::Total => handle_time,
             HandleTime::Average => handle_time * f64::from(handled),
         };
-        let record = &mut self.interval;
-        if self.queue_numbers.is_none() {
-            (record.queue_id, record.queue_name) = std::mem::take(&mut self.queue_texts);
-        } else if !(record.queue_id.is_empty() && record.queue_name.is_empty()) {
-            (record.queue_id, record.queue_name) = (RString::new(), RString::new());
+        // Numbered rows leave the record's (empty) texts alone: no drop of the old ones.
+        let has_texts = !(self.interval.queue_id.is_empty() && self.interval.queue_name.is_empty());
+        if self.queue_numbers.is_none() || has_texts {
+            (self.interval.queue_id, self.interval.queue_name) = self.take_queue_texts();
         }
+        let record = &mut self.interval;
         record.channel = channel;
         record.start = start;
         record.interval_minutes = columns.interval_minutes;

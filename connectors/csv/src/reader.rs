@@ -105,8 +105,12 @@ fn bytes_equal(word: u64, byte: u8) -> u64 {
     !(((zero_where_equal & LOWS) + LOWS) | zero_where_equal) & !LOWS
 }
 
-fn too_long() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "a row longer than 4 GB")
+/// The error for a row too long to read, at `line`.
+fn too_long(line: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("line {line}: a row longer than 4 GB (is the file CSV, with line ends?)"),
+    )
 }
 
 impl RowBuf {
@@ -164,7 +168,7 @@ impl RowBuf {
         quote: Option<u8>,
         line_number: u64,
     ) -> io::Result<bool> {
-        let n_bytes = u32::try_from(line.len()).map_err(|_| too_long())?;
+        let n_bytes = u32::try_from(line.len()).map_err(|_| too_long(line_number))?;
         let at = RowAt {
             bytes: self.n_bytes,
             n_bytes: line.len(),
@@ -379,7 +383,7 @@ impl<R: Read> Rows<R> {
                 | ReadRecordResult::OutputEndsFull => {}
                 ReadRecordResult::Record => {
                     let n_bytes = buf.n_bytes - start;
-                    u32::try_from(n_bytes).map_err(|_| too_long())?;
+                    u32::try_from(n_bytes).map_err(|_| too_long(line))?;
                     let mut cell_start = 0;
                     for &end in &buf.ends[..n_ends] {
                         buf.cells.push((cell_start as u32, end as u32));
