@@ -103,6 +103,55 @@ pub struct Reject {
     pub message: RString,
 }
 
+/// What the host does with a batch's records. Integer newtype, like
+/// [`StreamKind`](crate::StreamKind), so that values added later are unknown, not UB.
+///
+/// Holding is for incremental streams whose source comes in units that must be read whole
+/// before any of it may go out (a file that is rejected if one row is bad, or skipped if
+/// its content was imported before): the connector pages through the unit as it reads it,
+/// `HOLD`, and ends the hold with the unit's last page, `SEND` to release what it held or
+/// `DISCARD` to drop it.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Delivery(pub u8);
+
+impl Delivery {
+    /// Store and send the records; if earlier pages of this read hold records, they are
+    /// released with this batch, in the same transaction as its `state`.
+    pub const SEND: Delivery = Delivery(0);
+    /// Store the records, but send nothing yet. No `state` (nothing held is committed) and
+    /// always a next cursor (a read cannot end holding). Incremental streams only.
+    pub const HOLD: Delivery = Delivery(1);
+    /// Drop what earlier pages of this read hold, then treat this batch like `SEND`.
+    /// Incremental streams only.
+    pub const DISCARD: Delivery = Delivery(2);
+
+    /// The name in messages (`None` for a value this version does not know).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Delivery::SEND => Some("send"),
+            Delivery::HOLD => Some("hold"),
+            Delivery::DISCARD => Some("discard"),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => f.write_str(name),
+            None => write!(f, "delivery {}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 /// The answer to a [`ReadRequest`].
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
@@ -116,6 +165,8 @@ pub struct ReadBatch {
     pub state: ROption<RVec<u8>>,
     /// Source records that could not be read, with their position.
     pub rejects: RVec<Reject>,
+    /// Whether the records go out now, are held, or end a hold by dropping it.
+    pub delivery: Delivery,
 }
 
 impl ReadBatch {
@@ -126,6 +177,7 @@ impl ReadBatch {
             next_cursor: ROption::RNone,
             state: ROption::RNone,
             rejects: RVec::new(),
+            delivery: Delivery::SEND,
         }
     }
 }

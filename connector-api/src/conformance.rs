@@ -25,8 +25,9 @@
 //! - windowed streams: reading the window in small pages, in one large page, and as two
 //!   halves yields the same records;
 //! - incremental streams: a batch read but not committed is read again by a fresh
-//!   instance (the crash case), and reading again from the committed state yields nothing
-//!   that was already read;
+//!   instance (the crash case, also between a `HOLD` batch and the batch that releases
+//!   it), and reading again from the committed state yields nothing that was already
+//!   read; held records count once released, and not at all when discarded;
 //! - `commit` accepts every state the connector returned.
 //!
 //! The source must not change while the kit runs.
@@ -35,8 +36,8 @@ use crate::{
     sdk::{module_for, Connector, OpenContext},
     time::SourceTimeZone,
     validate::check_batch,
-    ConnectorBox, ConnectorModuleRef, ErrorKind, Manifest, ReadBatch, ReadMode, ReadRequest,
-    Records, StreamKind, TimeWindow, UtcMillis,
+    ConnectorBox, ConnectorModuleRef, Delivery, ErrorKind, Manifest, ReadBatch, ReadMode,
+    ReadRequest, Records, StreamKind, TimeWindow, UtcMillis,
 };
 use abi_stable::std_types::{ROption, RSlice, RVec};
 use std::{collections::HashSet, fmt};
@@ -331,6 +332,7 @@ impl Run<'_> {
             n_pages: 0,
             last_state: request.state.clone().into_option().map(RVec::into_vec),
         };
+        let mut held = Vec::new();
         loop {
             if pages.n_pages == self.options.max_pages {
                 self.fail(format!(
@@ -357,7 +359,18 @@ impl Run<'_> {
                 }
                 return None;
             }
-            pages.records.extend(record_keys(&batch.records));
+            // Held records count once released, and not at all when the hold is dropped.
+            match batch.delivery {
+                Delivery::HOLD => held.extend(record_keys(&batch.records)),
+                Delivery::DISCARD => {
+                    held.clear();
+                    pages.records.extend(record_keys(&batch.records));
+                }
+                _ => {
+                    pages.records.append(&mut held);
+                    pages.records.extend(record_keys(&batch.records));
+                }
+            }
             if let Some(state) = batch.state.clone().into_option() {
                 if commit {
                     if let Err(error) = instance.commit(RSlice::from_slice(&state)).into_result() {

@@ -84,8 +84,8 @@ mod records;
 
 pub use abi::{
     CheckReport, ConnectorBox, ConnectorInstance, ConnectorInstance_trait, ConnectorModule,
-    ConnectorModuleRef, DiscoveredItem, DiscoveredQueue, Discovery, ReadBatch, ReadRequest, Reject,
-    TimeWindow,
+    ConnectorModuleRef, Delivery, DiscoveredItem, DiscoveredQueue, Discovery, ReadBatch,
+    ReadRequest, Reject, TimeWindow,
 };
 /// The FFI-safe standard types the records are made of, re-exported so that connector
 /// crates need no direct dependency for them.

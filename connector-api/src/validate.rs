@@ -54,6 +54,7 @@ pub fn check_batch(request: &ReadRequest, batch: &ReadBatch) -> Vec<Violation> {
             ));
         }
     }
+    check_delivery(request, batch, &mut violations);
     let window = request.window.into_option();
     match &batch.records {
         Records::QueueIntervals(records) => {
@@ -73,6 +74,35 @@ pub fn check_batch(request: &ReadRequest, batch: &ReadBatch) -> Vec<Violation> {
         }
     }
     violations.0
+}
+
+/// The rules of [`crate::Delivery`]: holding is for incremental reads, holds nothing
+/// committed, and never ends a read.
+fn check_delivery(request: &ReadRequest, batch: &ReadBatch, violations: &mut Violations) {
+    let delivery = batch.delivery;
+    if delivery.name().is_none() {
+        violations.batch(format!(
+            "{delivery} is not a delivery this host knows (send, hold or discard)"
+        ));
+        return;
+    }
+    if delivery != crate::Delivery::SEND && request.window.is_some() {
+        violations.batch(format!(
+            "a batch of a windowed read cannot {delivery}: only incremental reads hold records"
+        ));
+    }
+    if delivery == crate::Delivery::HOLD {
+        if batch.state.is_some() {
+            violations.batch(
+                "a held batch carries a state: what is held is not committed, so the state belongs to the batch that ends the hold".to_string(),
+            );
+        }
+        if batch.next_cursor.is_none() {
+            violations.batch(
+                "a held batch has no next cursor: a read cannot end holding records; end the hold with a send or discard batch".to_string(),
+            );
+        }
+    }
 }
 
 #[derive(Default)]
@@ -263,6 +293,67 @@ mod tests {
                 ]
             )),
             ["record 0: extra hold_secs appears twice"]
+        );
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    use super::*;
+    use crate::{Delivery, RString, RVec, StreamKind};
+
+    fn messages(request: &ReadRequest, batch: &ReadBatch) -> Vec<String> {
+        check_batch(request, batch)
+            .into_iter()
+            .map(|violation| violation.to_string())
+            .collect()
+    }
+
+    fn batch(delivery: Delivery, state: bool, cursor: bool) -> ReadBatch {
+        let mut batch = ReadBatch::last(Records::QueueIntervals(RVec::new()));
+        batch.delivery = delivery;
+        batch.state = state.then(|| RVec::from(b"s".to_vec())).into();
+        batch.next_cursor = cursor.then(|| RString::from("c")).into();
+        batch
+    }
+
+    #[test]
+    fn holding_is_for_incremental_reads_without_state_and_never_ends_a_read() {
+        let incremental = ReadRequest::incremental(StreamKind::PHONELINK_INTERVALS, None, 10);
+        let windowed = ReadRequest::windowed(
+            StreamKind::PHONELINK_INTERVALS,
+            TimeWindow::new(UtcMillis(0), UtcMillis(900_000)),
+            10,
+        );
+        for (delivery, state, cursor) in [
+            (Delivery::SEND, true, false),
+            (Delivery::SEND, false, true),
+            (Delivery::HOLD, false, true),
+            (Delivery::DISCARD, true, true),
+            (Delivery::DISCARD, true, false),
+        ] {
+            let batch = batch(delivery, state, cursor);
+            assert_eq!(
+                messages(&incremental, &batch),
+                Vec::<String>::new(),
+                "{delivery}"
+            );
+        }
+        let held_state = messages(&incremental, &batch(Delivery::HOLD, true, true));
+        assert_eq!(held_state.len(), 1);
+        assert!(held_state[0].contains("a held batch carries a state"));
+        let held_last = messages(&incremental, &batch(Delivery::HOLD, false, false));
+        assert_eq!(held_last.len(), 1);
+        assert!(held_last[0].contains("a read cannot end holding records"));
+        for delivery in [Delivery::HOLD, Delivery::DISCARD] {
+            let found = messages(&windowed, &batch(delivery, false, true));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].contains(&format!("windowed read cannot {delivery}")));
+        }
+        let unknown = messages(&incremental, &batch(Delivery(7), false, true));
+        assert_eq!(
+            unknown,
+            ["delivery 7 is not a delivery this host knows (send, hold or discard)"]
         );
     }
 }

@@ -10,9 +10,9 @@ use crate::{
     config::ConnectorConfig,
     mapping::{self, Item},
     session::{Session, SessionError},
-    store::{Checkpoint, Fingerprint, NewBody, ReadOutcome, Store, StoreError},
+    store::{Checkpoint, Fingerprint, Held, NewBody, ReadOutcome, Store, StoreError},
 };
-use acdlink_connector_api::{ReadMode, ReadRequest, StreamKind, TimeWindow};
+use acdlink_connector_api::{Delivery, ReadBatch, ReadMode, ReadRequest, StreamKind, TimeWindow};
 
 /// Where bodies go and how big they are: the upload target's settings.
 #[derive(Clone, Debug)]
@@ -120,14 +120,8 @@ impl Importer<'_> {
                 state: None,
             };
             log_rejects(&self.connector.name, stream, &batch.rejects);
-            let page_report = self.store_batch(
-                stream,
-                &batch.records,
-                batch.rejects.len(),
-                checkpoint,
-                Some(window),
-                destination,
-            )?;
+            let page_report =
+                self.store_batch(stream, &batch, checkpoint, Some(window), destination)?;
             report.add(&page_report);
             match batch.next_cursor.into_option() {
                 Some(cursor) => request.cursor = Some(cursor).into(),
@@ -150,6 +144,11 @@ impl Importer<'_> {
     /// [`Importer::import_new`] that ends the read after a stored page when `enough` says
     /// so (the outbox is full). Every page is stored with its state and committed, so the
     /// next read goes on from there. Returns whether it ended early.
+    ///
+    /// Held pages ([`Delivery::HOLD`]) are stored but not committed, and the read does not
+    /// end early while it holds: a file is held whole. What an earlier read left held (it
+    /// failed, or the process stopped) is dropped first; the connector reads it again
+    /// from the committed state.
     pub fn import_new_until(
         &mut self,
         stream: StreamKind,
@@ -162,9 +161,20 @@ impl Importer<'_> {
             .store
             .checkpoint(&self.connector.name, &stream_name)?
             .unwrap_or_default();
+        if let Destination::Outbox = destination {
+            let n_dropped = self
+                .store
+                .discard_held(&self.connector.name, &stream_name)?;
+            if n_dropped > 0 {
+                tracing::info!(connector = %self.connector.name, %stream, n_batches = n_dropped,
+                    "dropped batches an unfinished earlier read held; reading them again");
+            }
+        }
         let mut request =
             ReadRequest::incremental(stream, previous.state.clone(), self.connector.max_records);
         let mut report = ImportReport::default();
+        // What the pages held so far in this read added to `report`.
+        let mut held_report = ImportReport::default();
         let mut state = previous.state;
         let mut page = 0;
         loop {
@@ -178,22 +188,28 @@ impl Importer<'_> {
                 state: state.clone(),
             };
             log_rejects(&self.connector.name, stream, &batch.rejects);
-            let page_report = self.store_batch(
-                stream,
-                &batch.records,
-                batch.rejects.len(),
-                checkpoint,
-                None,
-                destination,
-            )?;
+            let held = held_for(batch.delivery);
+            let page_report = self.store_batch(stream, &batch, checkpoint, None, destination)?;
             report.add(&page_report);
-            if let (Destination::Outbox, Some(state)) = (&destination, &state) {
+            match held {
+                Held::Keep => held_report.add(&page_report),
+                Held::Discard => {
+                    // Read, but never to be sent.
+                    report.n_enqueued -= held_report.n_enqueued;
+                    report.n_bodies -= held_report.n_bodies;
+                    held_report = ImportReport::default();
+                }
+                Held::Release => held_report = ImportReport::default(),
+            }
+            if let (Destination::Outbox, Some(state), false) =
+                (&destination, &state, held == Held::Keep)
+            {
                 // The connector may now remove its source: the page must be on disk first.
                 self.store.sync()?;
                 self.session.commit(state)?;
             }
             match batch.next_cursor.into_option() {
-                Some(_) if enough(self.store) => return Ok((report, true)),
+                Some(_) if held != Held::Keep && enough(self.store) => return Ok((report, true)),
                 Some(cursor) => request.cursor = Some(cursor).into(),
                 None => return Ok((report, false)),
             }
@@ -214,12 +230,12 @@ impl Importer<'_> {
     fn store_batch(
         &mut self,
         stream: StreamKind,
-        records: &acdlink_connector_api::Records,
-        n_rejects: usize,
+        batch: &ReadBatch,
         checkpoint: Checkpoint,
         window: Option<TimeWindow>,
         destination: &mut Destination<'_>,
     ) -> Result<ImportReport, PipelineError> {
+        let records = &batch.records;
         let endpoint = mapping::endpoint(stream).ok_or_else(|| PipelineError::Unsupported {
             connector: self.connector.name.clone(),
             stream,
@@ -258,7 +274,7 @@ impl Importer<'_> {
             n_unchanged,
             n_dropped_queues: mapped.n_dropped_queues,
             n_dropped_agents: mapped.n_dropped_agents,
-            n_rejects,
+            n_rejects: batch.rejects.len(),
             n_bodies: bodies.len(),
         };
         match destination {
@@ -271,6 +287,7 @@ impl Importer<'_> {
                     fingerprints,
                     window_ms: window.map(|window| (window.from.0, window.to.0)),
                     n_records_read: records.len(),
+                    held: held_for(batch.delivery),
                 })?;
             }
             Destination::DryRun(show) => {
@@ -280,6 +297,15 @@ impl Importer<'_> {
             }
         }
         Ok(report)
+    }
+}
+
+/// What the store does with the held pages of the stream, given a batch's delivery.
+fn held_for(delivery: Delivery) -> Held {
+    match delivery {
+        Delivery::HOLD => Held::Keep,
+        Delivery::DISCARD => Held::Discard,
+        _ => Held::Release,
     }
 }
 

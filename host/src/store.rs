@@ -137,6 +137,31 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE quarantine ADD COLUMN encoding INTEGER NOT NULL DEFAULT 0;
     ",
+    // 5: held pages (see `Held`): the outbox rows that wait for their read to release
+    // them (a side table, so that a release does not rewrite the bodies), the held pages'
+    // counts for the import log, and their fingerprints, kept apart until the release.
+    "
+    CREATE TABLE held_batch (
+        id INTEGER PRIMARY KEY,
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL
+    );
+    CREATE INDEX held_batch_stream ON held_batch (connector, stream);
+    CREATE TABLE held_read (
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        n_records INTEGER NOT NULL,
+        n_enqueued INTEGER NOT NULL,
+        PRIMARY KEY (connector, stream)
+    );
+    CREATE TABLE held_fingerprint_day (
+        connector TEXT NOT NULL,
+        stream TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        pairs BLOB NOT NULL,
+        PRIMARY KEY (connector, stream, day)
+    );
+    ",
 ];
 
 /// How a body is stored (the `encoding` column of the outbox and the quarantine). JSON
@@ -319,6 +344,24 @@ pub struct ReadOutcome {
     /// For the import log: the window read, and how many records were read in all.
     pub window_ms: Option<(i64, i64)>,
     pub n_records_read: usize,
+    /// What this read does with the pages of the stream that are held.
+    pub held: Held,
+}
+
+/// Held pages: records a connector hands over before it knows whether they may go out
+/// (a file that is rejected whole if one row is bad). They are stored like any others,
+/// but not sent, their fingerprints are kept apart, and the checkpoint does not move,
+/// until the read ends the hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Held {
+    /// This page is held too: stored, not sent, the checkpoint left alone.
+    Keep,
+    /// This page goes out, and with it every held page of the stream (the usual case,
+    /// which releases nothing when nothing is held).
+    #[default]
+    Release,
+    /// The held pages of the stream are dropped; this page goes out.
+    Discard,
 }
 
 /// A body waiting in the outbox.
@@ -585,7 +628,7 @@ impl Store {
     }
 
     /// For each fingerprint, whether the store holds the same one: the record has not
-    /// changed since it was last enqueued.
+    /// changed since it was last enqueued (in a held page too).
     pub fn unchanged(
         &self,
         connector: &str,
@@ -598,7 +641,7 @@ impl Store {
             let day = match days.entry(fingerprint.day) {
                 std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                    load_day(&self.connection, connector, stream, fingerprint.day)
+                    load_day_with_held(&self.connection, connector, stream, fingerprint.day)
                         .map_err(self.sqlite())?,
                 ),
             };
@@ -618,6 +661,10 @@ impl Store {
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&sqlite)?;
+        let (connector, stream) = (&outcome.connector, &outcome.stream);
+        if outcome.held == Held::Discard {
+            discard_held(&transaction, connector, stream).map_err(&sqlite)?;
+        }
         let mut ids = Vec::with_capacity(outcome.bodies.len());
         for body in &outcome.bodies {
             let (encoding, length) = BodyEncoding::encode(&body.body, &mut self.scratch);
@@ -630,10 +677,19 @@ impl Store {
             };
             ids.push(enqueue(&transaction, &self.instance, &stored, now).map_err(&sqlite)?);
         }
+        let n_enqueued: usize = outcome.bodies.iter().map(|body| body.n_records).sum();
+        if outcome.held == Held::Keep {
+            hold(&transaction, outcome, &ids, n_enqueued).map_err(&sqlite)?;
+            transaction.commit().map_err(&sqlite)?;
+            return Ok(ids);
+        }
+        let (n_held_read, n_held_enqueued) =
+            release_held(&transaction, connector, stream).map_err(&sqlite)?;
         store_fingerprints(
             &transaction,
-            &outcome.connector,
-            &outcome.stream,
+            FingerprintTable::Committed,
+            connector,
+            stream,
             &outcome.fingerprints,
         )
         .map_err(&sqlite)?;
@@ -651,7 +707,6 @@ impl Store {
                 ],
             )
             .map_err(&sqlite)?;
-        let n_enqueued: usize = outcome.bodies.iter().map(|body| body.n_records).sum();
         transaction
             .execute(
                 "INSERT INTO import_log (connector, stream, from_ms, to_ms, n_records, n_enqueued, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -660,8 +715,8 @@ impl Store {
                     outcome.stream,
                     outcome.window_ms.map(|window| window.0),
                     outcome.window_ms.map(|window| window.1),
-                    outcome.n_records_read as i64,
-                    n_enqueued as i64,
+                    (outcome.n_records_read as u64 + n_held_read) as i64,
+                    (n_enqueued as u64 + n_held_enqueued) as i64,
                     now
                 ],
             )
@@ -670,12 +725,30 @@ impl Store {
         Ok(ids)
     }
 
+    /// Drops what a stream holds: the held pages of a read that never ended its hold (the
+    /// process stopped, or the read failed). The connector reads that data again from
+    /// the committed state. Returns how many outbox batches were dropped.
+    pub fn discard_held(&mut self, connector: &str, stream: &str) -> Result<usize, StoreError> {
+        let gate = Arc::clone(&self.gate);
+        let _turn = take_turn(&gate);
+        let sqlite = sqlite_error(&self.path);
+        let transaction = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&sqlite)?;
+        let n_batches = discard_held(&transaction, connector, stream).map_err(&sqlite)?;
+        transaction.commit().map_err(&sqlite)?;
+        Ok(n_batches)
+    }
+
     /// When the next outbox batch falls due (`None` with an empty outbox).
     pub fn next_attempt_ms(&self) -> Result<Option<i64>, StoreError> {
         self.connection
-            .query_row("SELECT MIN(next_attempt_ms) FROM outbox", [], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT MIN(next_attempt_ms) FROM outbox WHERE NOT EXISTS (SELECT 1 FROM held_batch WHERE held_batch.id = outbox.id)",
+                [],
+                |row| row.get(0),
+            )
             .map_err(self.sqlite())
     }
 
@@ -691,7 +764,9 @@ impl Store {
             .connection
             .prepare_cached(
                 "SELECT id, connector, endpoint, n_records, body, idempotency_key, attempts, encoding FROM outbox
-                 WHERE id > ?3 AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+                 WHERE id > ?3 AND next_attempt_ms <= ?1
+                     AND NOT EXISTS (SELECT 1 FROM held_batch WHERE held_batch.id = outbox.id)
+                 ORDER BY id LIMIT ?2",
             )
             .map_err(self.sqlite())?;
         let rows = statement
@@ -1088,25 +1163,173 @@ fn enqueue(
     Ok(id)
 }
 
+/// Where fingerprints are kept: those of committed records, or those of held pages.
+#[derive(Clone, Copy)]
+enum FingerprintTable {
+    Committed,
+    Held,
+}
+
+impl FingerprintTable {
+    fn select(self) -> &'static str {
+        match self {
+            FingerprintTable::Committed => {
+                "SELECT pairs FROM fingerprint_day WHERE connector = ?1 AND stream = ?2 AND day = ?3"
+            }
+            FingerprintTable::Held => {
+                "SELECT pairs FROM held_fingerprint_day WHERE connector = ?1 AND stream = ?2 AND day = ?3"
+            }
+        }
+    }
+
+    fn upsert(self) -> &'static str {
+        match self {
+            FingerprintTable::Committed => {
+                "INSERT INTO fingerprint_day (connector, stream, day, pairs) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connector, stream, day) DO UPDATE SET pairs = excluded.pairs"
+            }
+            FingerprintTable::Held => {
+                "INSERT INTO held_fingerprint_day (connector, stream, day, pairs) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connector, stream, day) DO UPDATE SET pairs = excluded.pairs"
+            }
+        }
+    }
+}
+
 /// A day's stored fingerprints (none yet: empty).
 fn load_day(
     connection: &Connection,
+    table: FingerprintTable,
     connector: &str,
     stream: &str,
     day: i64,
 ) -> rusqlite::Result<DayFingerprints> {
     let blob: Option<Vec<u8>> = connection
-        .prepare_cached(
-            "SELECT pairs FROM fingerprint_day WHERE connector = ?1 AND stream = ?2 AND day = ?3",
-        )?
+        .prepare_cached(table.select())?
         .query_row(params![connector, stream, day], |row| row.get(0))
         .optional()?;
     Ok(DayFingerprints::decode(blob.as_deref().unwrap_or_default()))
 }
 
+/// A day's committed fingerprints with the held ones over them.
+fn load_day_with_held(
+    connection: &Connection,
+    connector: &str,
+    stream: &str,
+    day: i64,
+) -> rusqlite::Result<DayFingerprints> {
+    let mut stored = load_day(
+        connection,
+        FingerprintTable::Committed,
+        connector,
+        stream,
+        day,
+    )?;
+    let held = load_day(connection, FingerprintTable::Held, connector, stream, day)?;
+    if !held.0.is_empty() {
+        stored.merge(&held.0);
+    }
+    Ok(stored)
+}
+
+/// Stores a held page's parts: its outbox rows as held, its fingerprints apart, its
+/// counts for the import line the release writes.
+fn hold(
+    connection: &Connection,
+    outcome: &ReadOutcome,
+    ids: &[i64],
+    n_enqueued: usize,
+) -> rusqlite::Result<()> {
+    let (connector, stream) = (&outcome.connector, &outcome.stream);
+    let mut insert = connection
+        .prepare_cached("INSERT INTO held_batch (id, connector, stream) VALUES (?1, ?2, ?3)")?;
+    for id in ids {
+        insert.execute(params![id, connector, stream])?;
+    }
+    store_fingerprints(
+        connection,
+        FingerprintTable::Held,
+        connector,
+        stream,
+        &outcome.fingerprints,
+    )?;
+    connection
+        .prepare_cached(
+            "INSERT INTO held_read (connector, stream, n_records, n_enqueued) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (connector, stream) DO UPDATE SET
+                 n_records = n_records + excluded.n_records, n_enqueued = n_enqueued + excluded.n_enqueued",
+        )?
+        .execute(params![
+            connector,
+            stream,
+            outcome.n_records_read as i64,
+            n_enqueued as i64
+        ])?;
+    Ok(())
+}
+
+/// Lets a stream's held pages go out: their fingerprints become the committed ones.
+/// Returns the held pages' counts (records read, records enqueued).
+fn release_held(
+    connection: &Connection,
+    connector: &str,
+    stream: &str,
+) -> rusqlite::Result<(u64, u64)> {
+    let counts: Option<(i64, i64)> = connection
+        .prepare_cached(
+            "DELETE FROM held_read WHERE connector = ?1 AND stream = ?2 RETURNING n_records, n_enqueued",
+        )?
+        .query_row(params![connector, stream], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((n_read, n_enqueued)) = counts else {
+        return Ok((0, 0));
+    };
+    connection
+        .prepare_cached("DELETE FROM held_batch WHERE connector = ?1 AND stream = ?2")?
+        .execute(params![connector, stream])?;
+    let held_days: Vec<(i64, Vec<u8>)> = connection
+        .prepare_cached(
+            "DELETE FROM held_fingerprint_day WHERE connector = ?1 AND stream = ?2 RETURNING day, pairs",
+        )?
+        .query_map(params![connector, stream], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut write = connection.prepare_cached(FingerprintTable::Committed.upsert())?;
+    for (day, pairs) in held_days {
+        let mut stored = load_day(
+            connection,
+            FingerprintTable::Committed,
+            connector,
+            stream,
+            day,
+        )?;
+        stored.merge(&DayFingerprints::decode(&pairs).0);
+        write.execute(params![connector, stream, day, stored.encode()])?;
+    }
+    Ok((n_read as u64, n_enqueued as u64))
+}
+
+/// Drops a stream's held pages: their bodies, fingerprints and counts. Returns how many
+/// outbox batches went.
+fn discard_held(connection: &Connection, connector: &str, stream: &str) -> rusqlite::Result<usize> {
+    let n_batches = connection
+        .prepare_cached(
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM held_batch WHERE connector = ?1 AND stream = ?2)",
+        )?
+        .execute(params![connector, stream])?;
+    for table in ["held_batch", "held_read", "held_fingerprint_day"] {
+        connection
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE connector = ?1 AND stream = ?2"
+            ))?
+            .execute(params![connector, stream])?;
+    }
+    Ok(n_batches)
+}
+
 /// Merges fingerprints into their days' rows: one read and one write per day touched.
 fn store_fingerprints(
     connection: &Connection,
+    table: FingerprintTable,
     connector: &str,
     stream: &str,
     fingerprints: &[Fingerprint],
@@ -1120,12 +1343,9 @@ fn store_fingerprints(
             true
         }
     });
-    let mut write = connection.prepare_cached(
-        "INSERT INTO fingerprint_day (connector, stream, day, pairs) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (connector, stream, day) DO UPDATE SET pairs = excluded.pairs",
-    )?;
+    let mut write = connection.prepare_cached(table.upsert())?;
     for day in sorted.chunk_by(|a, b| a.day == b.day) {
-        let mut stored = load_day(connection, connector, stream, day[0].day)?;
+        let mut stored = load_day(connection, table, connector, stream, day[0].day)?;
         let updates: Vec<(u64, i64)> = day.iter().map(|fp| (fp.key, fp.hash)).collect();
         stored.merge(&updates);
         write.execute(params![connector, stream, day[0].day, stored.encode()])?;
@@ -1183,7 +1403,164 @@ mod tests {
             fingerprints: vec![fp(0, 1, 11), fp(0, 2, 22)],
             window_ms: Some((0, window_reached_ms)),
             n_records_read: 2,
+            held: Held::Release,
         }
+    }
+
+    /// A page of stream `timelink` of connector `hq`, with one body per fingerprint.
+    fn held_page(held: Held, state: &str, fingerprints: &[Fingerprint]) -> ReadOutcome {
+        ReadOutcome {
+            connector: "hq".to_string(),
+            stream: "timelink".to_string(),
+            checkpoint: Checkpoint {
+                window_reached_ms: None,
+                state: Some(state.as_bytes().to_vec()),
+            },
+            bodies: fingerprints
+                .iter()
+                .map(|fp| NewBody {
+                    endpoint: "agent-statuses".to_string(),
+                    n_records: 1,
+                    body: format!("{{\"key\":{}}}", fp.key).into_bytes(),
+                })
+                .collect(),
+            fingerprints: fingerprints.to_vec(),
+            window_ms: None,
+            n_records_read: fingerprints.len() + 1,
+            held,
+        }
+    }
+
+    fn due_bodies(store: &mut Store) -> Vec<String> {
+        store
+            .due_batches(now_ms(), 0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|batch| String::from_utf8(batch.body.to_vec()).unwrap())
+            .collect()
+    }
+
+    fn import_lines(store: &Store) -> Vec<(i64, i64)> {
+        let mut statement = store
+            .connection
+            .prepare("SELECT n_records, n_enqueued FROM import_log ORDER BY id")
+            .unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn held_pages_wait_unsent_and_go_out_with_the_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .store_read(&held_page(
+                Held::Keep,
+                "held",
+                &[fp(0, 1, 11), fp(0, 2, 22)],
+            ))
+            .unwrap();
+        store
+            .store_read(&held_page(Held::Keep, "held", &[fp(1, 3, 33)]))
+            .unwrap();
+        // Stored, counted as room taken, but not due, and the checkpoint did not move.
+        assert_eq!(due_bodies(&mut store), Vec::<String>::new());
+        assert_eq!(store.next_attempt_ms().unwrap(), None);
+        assert_eq!(store.outbox_depth(None).unwrap().n_batches, 3);
+        assert_eq!(store.checkpoint("hq", "timelink").unwrap(), None);
+        assert!(import_lines(&store).is_empty());
+        // A key seen again in the same hold is judged against its held value ...
+        assert_eq!(
+            store
+                .unchanged(
+                    "hq",
+                    "timelink",
+                    &[fp(0, 1, 11), fp(0, 2, 99), fp(1, 4, 44)]
+                )
+                .unwrap(),
+            [true, false, false]
+        );
+        store
+            .store_read(&held_page(Held::Release, "done", &[fp(1, 4, 44)]))
+            .unwrap();
+        assert_eq!(
+            due_bodies(&mut store),
+            ["{\"key\":1}", "{\"key\":2}", "{\"key\":3}", "{\"key\":4}"]
+        );
+        assert_eq!(
+            store.checkpoint("hq", "timelink").unwrap().unwrap().state,
+            Some(b"done".to_vec())
+        );
+        // ... and after the release, the held fingerprints are the committed ones.
+        assert_eq!(
+            store
+                .unchanged(
+                    "hq",
+                    "timelink",
+                    &[fp(0, 1, 11), fp(1, 3, 33), fp(1, 4, 44)]
+                )
+                .unwrap(),
+            [true, true, true]
+        );
+        let held_left: i64 = store
+            .connection
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM held_batch) + (SELECT COUNT(*) FROM held_read) + (SELECT COUNT(*) FROM held_fingerprint_day)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(held_left, 0);
+        // One import line for the whole hold: 3 + 2 + 2 records read, 4 enqueued.
+        assert_eq!(import_lines(&store), [(7, 4)]);
+    }
+
+    #[test]
+    fn a_discarded_hold_leaves_no_body_and_no_fingerprint_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        store
+            .store_read(&held_page(Held::Release, "before", &[fp(0, 1, 11)]))
+            .unwrap();
+        store
+            .store_read(&held_page(
+                Held::Keep,
+                "held",
+                &[fp(0, 1, 12), fp(0, 2, 22)],
+            ))
+            .unwrap();
+        store
+            .store_read(&held_page(Held::Discard, "rejected", &[]))
+            .unwrap();
+        assert_eq!(due_bodies(&mut store), ["{\"key\":1}"]);
+        assert_eq!(
+            store
+                .unchanged("hq", "timelink", &[fp(0, 1, 11), fp(0, 2, 22)])
+                .unwrap(),
+            [true, false]
+        );
+        assert_eq!(
+            store.checkpoint("hq", "timelink").unwrap().unwrap().state,
+            Some(b"rejected".to_vec())
+        );
+        // What a read that never ended left held is dropped before the next one; other
+        // streams' holds stay.
+        store
+            .store_read(&held_page(Held::Keep, "held", &[fp(0, 5, 55)]))
+            .unwrap();
+        let mut other = held_page(Held::Keep, "held", &[fp(0, 6, 66)]);
+        other.stream = "phonelink-intervals".to_string();
+        store.store_read(&other).unwrap();
+        assert_eq!(store.discard_held("hq", "timelink").unwrap(), 1);
+        assert_eq!(store.discard_held("hq", "timelink").unwrap(), 0);
+        assert_eq!(store.outbox_depth(None).unwrap().n_batches, 2);
+        assert_eq!(
+            store.unchanged("hq", "timelink", &[fp(0, 5, 55)]).unwrap(),
+            [false]
+        );
     }
 
     #[test]

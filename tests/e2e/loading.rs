@@ -65,7 +65,7 @@ fn each_bad_plugin_is_reported_and_the_rest_load_and_work() {
     ));
     match reason("wrong_version") {
         LoadFailureReason::IncompatibleVersion { expected, found } => {
-            assert_eq!((expected.as_str(), found.as_str()), ("0.1.0", "1.0.0"));
+            assert_eq!((expected.as_str(), found.as_str()), ("0.2.0", "1.0.0"));
         }
         other => panic!("expected a version failure, found {other}"),
     }

@@ -434,6 +434,7 @@ impl Connector for CsvConnector {
             next_cursor: Some(RString::from(json.as_str())).into(),
             state: Some(RVec::from(json.into_bytes())).into(),
             rejects: RVec::from(rejects),
+            delivery: acdlink_connector_api::Delivery::SEND,
         })
     }
 

@@ -30,7 +30,7 @@ impl RootModule for ConnectorModuleRef {
     declare_root_module_statics! {ConnectorModuleRef}
     const BASE_NAME: &'static str = "acdlink_connector";
     const NAME: &'static str = "acdlink connector";
-    const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.1.0");
+    const VERSION_STRINGS: VersionStrings = VersionStrings::new("0.2.0");
 }
 
 extern "C" fn manifest() -> RResult<Manifest, ConnectorError> {
