@@ -11,10 +11,10 @@
 //! The file is generated into a temporary directory, first at a quarter of `--mb` and then
 //! at `--mb` (default 1024), so that the two peak RSS figures show whether memory grows
 //! with the file. For each size it prints the raw rate, the connector's rate through its
-//! `read` pages with `on_bad_row = "reject-file"` and with `"skip-row"` (each the checking
-//! pass, then the pages read back from its copy), each as a ratio of the raw rate, with
-//! the cores the connector's best pass used (CPU seconds per wall second): on a VM that
-//! does not always give the process both cores, the ratio moves with it.
+//! `read` pages with `on_bad_row = "reject-file"` and with `"skip-row"` (every page, held
+//! ones included, as the host stores them), each as a ratio of the raw rate, with the
+//! cores the connector's best pass used (CPU seconds per wall second): on a VM that does
+//! not always give the process both cores, the ratio moves with it.
 
 use acdlink_connector_api::{
     measure::{cpu_seconds, peak_rss_mib},
@@ -125,9 +125,8 @@ fn raw_rows(path: &Path) -> u64 {
     n_rows
 }
 
-/// The connector's records through its read pages (records dropped after each page), and
-/// the seconds its first page took: the checking pass (every row converted into the
-/// temporary copy, and the checksum) happens before the first page of a file.
+/// The connector's records through its read pages (records dropped after each page, as
+/// the host drops them once stored), and the seconds its first page took.
 fn connector_rows(dir: &Path, on_bad_row: &str, max_records: u32) -> (u64, f64) {
     let settings = serde_json::json!({
         "settle_secs": 0,

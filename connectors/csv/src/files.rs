@@ -42,27 +42,13 @@ pub struct FileEntry {
     pub report: Option<String>,
 }
 
-/// A file being read across pages.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Progress {
-    pub file: FileEntry,
-    /// The index of the next record to send, among those the checking pass made of the
-    /// file.
-    #[serde(default)]
-    pub index: u64,
-    /// The file's bad rows (`skip-row`), the first [`MAX_REPORTED_ROWS`] of them written
-    /// out.
-    #[serde(default)]
-    pub n_bad_rows: u64,
-    #[serde(default)]
-    pub bad_rows: Vec<String>,
-}
-
 /// At most this many bad rows are listed in a report; the rest are counted.
 pub const MAX_REPORTED_ROWS: usize = 1000;
 
-/// The connector's state for one stream, as it crosses to the host (JSON bytes). It also
-/// serves as the cursor between the pages of one read.
+/// The connector's state for one stream, as it crosses to the host (JSON bytes). It moves
+/// from file to file: a file is finished (or rejected) in the state of the page that ends
+/// it. (Versions before held pages kept a file in progress under `current`; such a file
+/// is read again from its start.)
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     /// `phonelink` or `timelink`: commit is not told which stream a state belongs to.
@@ -70,8 +56,6 @@ pub struct State {
     /// Every file finished, oldest first.
     #[serde(default)]
     pub files: Vec<FileEntry>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<Progress>,
     /// TimeLink `start-only`: each agent's status still open at the end of what was read.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub open_spans: BTreeMap<String, OpenSpan>,
@@ -102,7 +86,7 @@ impl State {
                 && file.size == candidate.size
                 && file.modified_ns == candidate.modified_ns
         };
-        self.files.iter().any(is_it) || self.current.as_ref().is_some_and(|p| is_it(&p.file))
+        self.files.iter().any(is_it)
     }
 }
 

@@ -3,36 +3,39 @@
 //! # Brief overview
 //!
 //! [`CsvConnector`] reads each configured stream (`phonelink`, `timelink`) incrementally
-//! from its import folder. A read takes the ready files oldest first. Each new file is
-//! first checked in one streaming pass that converts every row (so that with
-//! `on_bad_row = "reject-file"` a bad row on line 9 million rejects the file before any of
-//! its records reach the host) while a second thread parses ahead and a third computes the
-//! file's SHA-256. The pass writes the records to a temporary copy ([`spill`]); the pages
-//! of at most `max_records` records are then read from that copy, not from the file. The
-//! index of the next record is part of the connector's state, so a restart checks the
-//! file again and resumes where the host's last stored page ended. `commit(state)` is the
-//! only place a file is moved to the archive, deleted, or moved to the error folder with
-//! its report.
+//! from its import folder. A read takes the ready files oldest first. Each file is read
+//! once, by two threads of its own that outlive a single `read`: one reads the file,
+//! computes its SHA-256 from those reads and parses rows ahead; the other converts every
+//! row and encodes the records ([`encoded`]). Each `read` decodes the next page of at
+//! most `max_records` records and hands it to the host held ([`Delivery::HOLD`]): stored,
+//! not sent. When the file ends, its checksum and bad rows decide: the last page of a good
+//! file is [`Delivery::SEND`] with the new state and releases the file's records; a bad
+//! file (`on_bad_row = "reject-file"`), one already imported under another name, or one
+//! that changed while it was read is [`Delivery::DISCARD`], and nothing of it goes out.
+//! Nothing is committed inside a file: after a restart, a file is read again from its
+//! start. `commit(state)` is the only place a file is moved to the archive, deleted, or
+//! moved to the error folder with its report.
 //!
 //! Data flow: [`files`] finds ready files and keeps the state, [`reader`] turns a file into
 //! rows of raw bytes, [`layout`] turns a row into a record, [`format`] reads cells,
-//! [`spill`] keeps the checked records.
+//! [`encoded`] carries the records from the converting thread to `read`.
 
+pub mod encoded;
 pub mod files;
 pub mod format;
 pub mod layout;
 pub mod reader;
 pub mod settings;
-pub mod spill;
 
 use acdlink_connector_api::{
     sdk::{Connector, OpenContext},
     time::SourceTimeZone,
-    Channel, CheckReport, ConnectorError, DiscoveredItem, DiscoveredQueue, Discovery, Manifest,
-    QueueInterval, RString, RVec, ReadBatch, ReadMode, ReadRequest, Records, Reject, StreamKind,
-    UtcMillis,
+    Channel, CheckReport, ConnectorError, Delivery, DiscoveredItem, DiscoveredQueue, Discovery,
+    Manifest, QueueInterval, RString, RVec, ReadBatch, ReadMode, ReadRequest, Records, Reject,
+    StreamKind, UtcMillis,
 };
-use files::{Candidate, FileEntry, Folders, Outcome, Progress, State, MAX_REPORTED_ROWS};
+use encoded::{Decoder, Encoder, NumberedQueue};
+use files::{Candidate, FileEntry, Folders, Outcome, State, MAX_REPORTED_ROWS};
 use layout::{
     Chains, IntervalKey, LayoutSpec, Output, QueueSpec, RowError, RowReader, TimeColumns,
 };
@@ -41,8 +44,14 @@ use settings::{
     config_error, parse_channel, ColumnRef, ContactsAs, Format, OnBadRow, PhoneLinkLayout,
     PhoneLinkSettings, Settings, SpanType, TimeLinkSettings,
 };
-use spill::{NumberedQueue, Spill, SpillWriter};
-use std::{collections::BTreeMap, fs::File, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs::File,
+    path::Path,
+    sync::Arc,
+    thread::JoinHandle,
+    time::Duration,
+};
 
 acdlink_connector_api::register_builtin!(CsvConnector);
 
@@ -81,51 +90,94 @@ impl Stream {
     }
 }
 
-/// What the checking pass made of the file being paged, kept between the pages of one
-/// instance.
-struct Checked {
-    stream: &'static str,
-    checksum: String,
-    records: CheckedRecords,
-    /// The bad rows (`skip-row`), handed to the host with the file's first page.
-    rejects: Vec<Reject>,
-    /// The open spans after the file's last row: they become the state's when the file is
-    /// finished (until then the state keeps those before the file, which a new instance
-    /// needs to convert the file again).
-    open_spans: Chains,
+/// The file being read: its threads convert ahead while `read` hands its records to the
+/// host page by page.
+struct InFlight {
+    candidate: Candidate,
+    /// Declared before the converting thread: dropped first, it stops that thread (its
+    /// next block finds nobody to take it), which is then joined.
+    decoder: Decoder,
+    converter: Converter,
+    /// What the conversion found, once it ended.
+    scan: Option<Scan>,
+    /// The next of `scan.summed` to hand out.
+    next_summed: usize,
 }
 
-enum CheckedRecords {
-    /// One record per row (or per finished span), in the temporary copy.
-    Rows(Spill),
-    /// The intervals summed from a contact file.
-    Summed(Vec<QueueInterval>),
+/// The converting thread of a file, joined when dropped.
+struct Converter(Option<JoinHandle<Result<Scan, ConnectorError>>>);
+
+impl Converter {
+    fn join(&mut self) -> Result<Scan, ConnectorError> {
+        let handle = self.0.take().expect("the converting thread is joined once");
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
 }
 
-impl CheckedRecords {
-    fn len(&self) -> u64 {
-        match self {
-            CheckedRecords::Rows(spill) => spill.n_records(),
-            CheckedRecords::Summed(intervals) => intervals.len() as u64,
+impl Drop for Converter {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            // A read given up: the thread stops at its next block. Its result (and a
+            // panic) no longer matters.
+            let _ = handle.join();
         }
+    }
+}
+
+impl InFlight {
+    /// The next page of at most `max_records` records, waiting for the converting thread
+    /// as needed.
+    fn page(&mut self, kind: StreamKind, max_records: usize) -> Result<Records, ConnectorError> {
+        if self.scan.is_none() {
+            let records = self.decoder.page(kind, max_records).map_err(|error| {
+                files::io_error(
+                    format!("cannot take the records of {}", self.candidate.name),
+                    error,
+                )
+            })?;
+            if !self.decoder.ended() {
+                return Ok(records);
+            }
+            let scan = self.scan.insert(self.converter.join()?);
+            if scan.summed.is_empty() {
+                return Ok(records);
+            }
+        }
+        let summed = &self.scan.as_ref().expect("set above").summed;
+        let to = (self.next_summed + max_records).min(summed.len());
+        let page = summed[self.next_summed..to].to_vec();
+        self.next_summed = to;
+        Ok(Records::QueueIntervals(page.into()))
+    }
+
+    /// Whether every record of the file is handed out and its scan is known.
+    fn is_done(&self) -> bool {
+        self.scan
+            .as_ref()
+            .is_some_and(|scan| self.next_summed >= scan.summed.len())
     }
 }
 
 /// An opened CSV connector.
 pub struct CsvConnector {
-    phonelink: Option<Stream>,
-    timelink: Option<Stream>,
+    phonelink: Option<Arc<Stream>>,
+    timelink: Option<Arc<Stream>>,
     on_bad_row: OnBadRow,
     settle: Duration,
     timezone: SourceTimeZone,
-    checked: Option<Checked>,
-    /// Why files picked during this read were rejected: handed to the host with the
-    /// read's batch, so that `acdlink read` and the service report them at once (the
-    /// error folder and its report follow at commit).
-    rejected_files: Vec<Reject>,
+    in_flight: Option<InFlight>,
+    /// The state between the pages of a read, and the cursor its next page comes with:
+    /// a read's pages are not committed until a file ends, so the state lives here.
+    working: Option<(String, State)>,
+    /// Counts the pages handed out, for the cursors.
+    n_pages: u64,
+    /// Files this read looked at and left for a later one (they changed while read).
+    passed_over: HashSet<String>,
 }
 
-/// What the checking pass found in a file.
+/// What the conversion of a file found.
 struct Scan {
     checksum: String,
     n_bytes: u64,
@@ -134,9 +186,9 @@ struct Scan {
     bad_rows: Vec<String>,
     n_bad_rows: u64,
     rejects: Vec<Reject>,
-    /// The converted records; `None` for a file that cannot be read, or one rejected for
-    /// its bad rows (`reject-file`), whose records are not kept.
-    records: Option<CheckedRecords>,
+    /// The intervals summed from a contact file (the other layouts' records went to the
+    /// decoder as they were converted).
+    summed: Vec<QueueInterval>,
     open_spans: Chains,
 }
 
@@ -226,29 +278,29 @@ impl Connector for CsvConnector {
         let phonelink = settings
             .phonelink
             .as_ref()
-            .map(|phonelink| -> Result<Stream, ConnectorError> {
+            .map(|phonelink| -> Result<Arc<Stream>, ConnectorError> {
                 let format = phonelink.format.resolve("phonelink")?;
                 let spec = phonelink_spec(phonelink, &format)?;
-                Ok(Stream {
+                Ok(Arc::new(Stream {
                     name: "phonelink",
                     folders: folders(&phonelink.import_dir, "phonelink")?,
                     format,
                     spec,
-                })
+                }))
             })
             .transpose()?;
         let timelink = settings
             .timelink
             .as_ref()
-            .map(|timelink| -> Result<Stream, ConnectorError> {
+            .map(|timelink| -> Result<Arc<Stream>, ConnectorError> {
                 let format = timelink.format.resolve("timelink")?;
                 let spec = timelink_spec(timelink, &format)?;
-                Ok(Stream {
+                Ok(Arc::new(Stream {
                     name: "timelink",
                     folders: folders(&timelink.import_dir, "timelink")?,
                     format,
                     spec,
-                })
+                }))
             })
             .transpose()?;
         Ok(CsvConnector {
@@ -257,8 +309,10 @@ impl Connector for CsvConnector {
             on_bad_row: settings.on_bad_row,
             settle: Duration::from_secs(settings.settle_secs),
             timezone: context.timezone.clone().with_policy(settings.dst_policy()),
-            checked: None,
-            rejected_files: Vec::new(),
+            in_flight: None,
+            working: None,
+            n_pages: 0,
+            passed_over: HashSet::new(),
         })
     }
 
@@ -403,39 +457,50 @@ impl Connector for CsvConnector {
             return Ok(ReadBatch::last(records));
         };
         let stream_name = stream.name;
-        let mut state = match (
-            request.cursor.as_ref().into_option(),
-            request.state.as_ref().into_option(),
-        ) {
-            (Some(cursor), _) => State::from_bytes(cursor.as_bytes())?,
-            (None, Some(state)) => State::from_bytes(state.as_slice())?,
-            (None, None) => State {
-                stream: stream_name.to_string(),
-                ..State::default()
+        let mut state = match request.cursor.as_ref().into_option() {
+            None => {
+                // A new read: a file in flight from an earlier one is given up (the host
+                // dropped what that read held) and read again from the committed state.
+                self.in_flight = None;
+                self.passed_over.clear();
+                self.working = None;
+                let mut state = match request.state.as_ref().into_option() {
+                    Some(state) => State::from_bytes(state.as_slice())?,
+                    None => State {
+                        stream: stream_name.to_string(),
+                        ..State::default()
+                    },
+                };
+                prune_reports(&mut state, &stream.folders);
+                state
+            }
+            Some(cursor) => match self.working.take() {
+                Some((expected, state)) if expected == cursor.as_str() => state,
+                _ => {
+                    return Err(ConnectorError::internal(format!(
+                        "cursor {cursor:?} is not the one this instance handed out last: a read goes on with the cursor of its last page, or starts again without one"
+                    )))
+                }
             },
         };
-        if request.cursor.is_none() {
-            prune_reports(&mut state, &stream.folders);
-        }
-        let max_records = request.max_records.max(1) as usize;
-        if state.current.is_none() && !self.pick_next(stream_kind, &mut state)? {
-            let mut batch =
-                ReadBatch::last(Records::empty(stream_kind).expect("a stream this version knows"));
+        let result = self.next_batch(stream_kind, &mut state, request.max_records.max(1) as usize);
+        let mut batch = match result {
+            Ok(batch) => batch,
+            Err(error) => {
+                self.in_flight = None;
+                return Err(error);
+            }
+        };
+        if batch.delivery != Delivery::HOLD {
             batch.state = Some(RVec::from(state.to_json().into_bytes())).into();
-            batch.rejects = std::mem::take(&mut self.rejected_files).into();
-            return Ok(batch);
         }
-        let (records, mut rejects) = self.page(stream_kind, &mut state, max_records)?;
-        rejects.splice(0..0, std::mem::take(&mut self.rejected_files));
-        let json = state.to_json();
-        Ok(ReadBatch {
-            records,
-            // Always continue: the next page reads on in this file or looks for the next.
-            next_cursor: Some(RString::from(json.as_str())).into(),
-            state: Some(RVec::from(json.into_bytes())).into(),
-            rejects: RVec::from(rejects),
-            delivery: acdlink_connector_api::Delivery::SEND,
-        })
+        if batch.next_cursor.is_some() {
+            self.n_pages += 1;
+            let cursor = format!("page {}", self.n_pages);
+            batch.next_cursor = Some(RString::from(cursor.as_str())).into();
+            self.working = Some((cursor, state));
+        }
+        Ok(batch)
     }
 
     fn commit(&mut self, state: &[u8]) -> Result<(), ConnectorError> {
@@ -767,7 +832,7 @@ fn report_text(file: &FileEntry, headline: &str, lines: &[String], n_bad_rows: u
 }
 
 impl CsvConnector {
-    fn stream(&self, stream_kind: StreamKind) -> &Stream {
+    fn stream(&self, stream_kind: StreamKind) -> &Arc<Stream> {
         let stream = if stream_kind == StreamKind::TIMELINK {
             &self.timelink
         } else {
@@ -778,149 +843,211 @@ impl CsvConnector {
             .expect("read() checked that the stream is configured")
     }
 
-    /// Finds the next file to read: skips files already finished, records duplicates and
-    /// rejected files in `state`, and makes the first good new file `state.current`.
-    /// `false` when no file is left.
-    fn pick_next(
+    /// The next batch of `state`'s read: a held page of the file in flight, the page that
+    /// ends it, or the end of the read when no file is left. The caller adds the state
+    /// and the cursor.
+    fn next_batch(
         &mut self,
         stream_kind: StreamKind,
         state: &mut State,
+        max_records: usize,
+    ) -> Result<ReadBatch, ConnectorError> {
+        if self.in_flight.is_none() && !self.start_next(stream_kind, state)? {
+            let records = Records::empty(stream_kind).expect("a stream this version knows");
+            return Ok(ReadBatch::last(records));
+        }
+        let flight = self.in_flight.as_mut().expect("started above");
+        let records = flight.page(stream_kind, max_records)?;
+        let more = RString::from("more");
+        if !flight.is_done() {
+            let mut batch = ReadBatch::last(records);
+            batch.delivery = Delivery::HOLD;
+            batch.next_cursor = Some(more).into();
+            return Ok(batch);
+        }
+        let flight = self.in_flight.take().expect("checked above");
+        let (delivery, rejects) = self.finish_file(stream_kind, state, flight);
+        let mut batch = ReadBatch::last(if delivery == Delivery::SEND {
+            records
+        } else {
+            Records::empty(stream_kind).expect("a stream this version knows")
+        });
+        batch.delivery = delivery;
+        batch.rejects = rejects.into();
+        // Always on: the next page looks for the next file.
+        batch.next_cursor = Some(more).into();
+        Ok(batch)
+    }
+
+    /// Starts reading the first ready file that `state` does not know yet. `false` when
+    /// no file is left.
+    fn start_next(
+        &mut self,
+        stream_kind: StreamKind,
+        state: &State,
     ) -> Result<bool, ConnectorError> {
-        let stream = self.stream(stream_kind);
+        let stream = Arc::clone(self.stream(stream_kind));
         let candidates = files::ready_files(&stream.folders.import_dir, self.settle)?;
         for candidate in candidates {
-            if state.knows_file(&candidate) {
+            if state.knows_file(&candidate) || self.passed_over.contains(&candidate.name) {
                 continue;
             }
-            let Some(scan) = self.scan(stream_kind, &candidate, &state.open_spans)? else {
-                continue;
+            let path = &candidate.path;
+            let file = match File::open(path) {
+                Ok(file) => file,
+                // Taken away since the folder was listed: nothing to read.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => {
+                    return Err(files::io_error(
+                        format!("cannot read {}", path.display()),
+                        error,
+                    ))
+                }
             };
-            let mut file = FileEntry {
-                name: candidate.name.clone(),
-                size: candidate.size,
-                modified_ns: candidate.modified_ns,
-                checksum: scan.checksum.clone(),
-                outcome: Outcome::Imported,
-                report: None,
+            let (encoder, decoder) = encoded::channel();
+            let job = Conversion {
+                stream,
+                on_bad_row: self.on_bad_row,
+                timezone: self.timezone.clone(),
+                candidate: candidate.clone(),
+                open_spans: state.open_spans.clone(),
             };
-            if state.knows_content(&scan.checksum) {
-                file.outcome = Outcome::Duplicate;
-                state.files.push(file);
-                continue;
-            }
-            if let Some(failure) = &scan.failure {
-                self.rejected_files.push(Reject {
-                    position: candidate.name.as_str().into(),
-                    message: format!(
-                        "file rejected, nothing imported: {failure}; it goes to the error folder with a report"
-                    )
-                    .into(),
-                });
-                let failure = failure.clone();
-                file.report = Some(report_text(
-                    &file,
-                    "rejected, nothing imported: the file cannot be read",
-                    &[failure],
-                    1,
-                ));
-                file.outcome = Outcome::Failed;
-                state.files.push(file);
-                continue;
-            }
-            if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
-                // Each bad row (up to the report's limit), as the host counts rejects.
-                self.rejected_files
-                    .extend(scan.rejects.iter().map(|reject| {
-                        Reject {
-                            position: reject.position.clone(),
-                            message: format!(
-                                "{}; the whole file is rejected (on_bad_row = \"reject-file\")",
-                                reject.message
-                            )
-                            .into(),
-                        }
-                    }));
-                file.report = Some(report_text(
-                    &file,
-                    &format!(
-                        "rejected, nothing imported: {} bad row(s) (on_bad_row = \"reject-file\")",
-                        scan.n_bad_rows
-                    ),
-                    &scan.bad_rows,
-                    scan.n_bad_rows,
-                ));
-                file.outcome = Outcome::Failed;
-                state.files.push(file);
-                continue;
-            }
-            let Some(records) = scan.records else {
-                unreachable!("a file that neither failed nor was rejected has its records")
-            };
-            self.checked = Some(Checked {
-                stream: self.stream(stream_kind).name,
-                checksum: scan.checksum,
-                records,
-                rejects: scan.rejects,
-                open_spans: scan.open_spans,
-            });
-            state.current = Some(Progress {
-                index: 0,
-                n_bad_rows: scan.n_bad_rows,
-                bad_rows: scan.bad_rows,
-                file,
+            let converter = std::thread::Builder::new()
+                .name(format!("csv {}", candidate.name))
+                .spawn(move || job.run(Checksummed::new(file), encoder))
+                .map_err(|error| files::io_error("cannot start a thread".to_string(), error))?;
+            self.in_flight = Some(InFlight {
+                candidate,
+                decoder,
+                converter: Converter(Some(converter)),
+                scan: None,
+                next_summed: 0,
             });
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// The checking pass over a new file: its checksum, and every row converted (into
-    /// the temporary copy, or summed). `None` when the file changed during the pass
-    /// (still being written: it is looked at again next time).
-    fn scan(
-        &self,
+    /// Ends the file of `flight` in `state`: `SEND` releases its records, `DISCARD` drops
+    /// them (the file is bad, imported before, or changed while it was read). Also gives
+    /// the rejects to report with the page.
+    fn finish_file(
+        &mut self,
         stream_kind: StreamKind,
-        candidate: &Candidate,
-        open_spans: &Chains,
-    ) -> Result<Option<Scan>, ConnectorError> {
-        let stream = self.stream(stream_kind);
-        let path = &candidate.path;
-        let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
-        let file = match File::open(path) {
-            Ok(file) => file,
-            // Taken away since the folder was listed: nothing to read.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(cannot_read(error)),
+        state: &mut State,
+        mut flight: InFlight,
+    ) -> (Delivery, Vec<Reject>) {
+        let scan = flight.scan.take().expect("a finished file has its scan");
+        let candidate = flight.candidate;
+        if scan.n_bytes != candidate.size {
+            // Still being written: looked at again by a later read.
+            self.passed_over.insert(candidate.name);
+            return (Delivery::DISCARD, Vec::new());
+        }
+        let mut file = FileEntry {
+            name: candidate.name.clone(),
+            size: candidate.size,
+            modified_ns: candidate.modified_ns,
+            checksum: scan.checksum,
+            outcome: Outcome::Imported,
+            report: None,
         };
-        let scan = std::thread::scope(|scope| {
-            self.convert_file(scope, stream, candidate, Checksummed::new(file), open_spans)
-        })?;
-        Ok((scan.n_bytes == candidate.size).then_some(scan))
+        if state.knows_content(&file.checksum) {
+            file.outcome = Outcome::Duplicate;
+            state.files.push(file);
+            return (Delivery::DISCARD, Vec::new());
+        }
+        if let Some(failure) = scan.failure {
+            let reject = Reject {
+                position: candidate.name.as_str().into(),
+                message: format!(
+                    "file rejected, nothing imported: {failure}; it goes to the error folder with a report"
+                )
+                .into(),
+            };
+            file.report = Some(report_text(
+                &file,
+                "rejected, nothing imported: the file cannot be read",
+                &[failure],
+                1,
+            ));
+            file.outcome = Outcome::Failed;
+            state.files.push(file);
+            return (Delivery::DISCARD, vec![reject]);
+        }
+        if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
+            // Each bad row (up to the report's limit), as the host counts rejects.
+            let rejects = scan
+                .rejects
+                .iter()
+                .map(|reject| Reject {
+                    position: reject.position.clone(),
+                    message: format!(
+                        "{}; the whole file is rejected (on_bad_row = \"reject-file\")",
+                        reject.message
+                    )
+                    .into(),
+                })
+                .collect();
+            file.report = Some(report_text(
+                &file,
+                &format!(
+                    "rejected, nothing imported: {} bad row(s) (on_bad_row = \"reject-file\")",
+                    scan.n_bad_rows
+                ),
+                &scan.bad_rows,
+                scan.n_bad_rows,
+            ));
+            file.outcome = Outcome::Failed;
+            state.files.push(file);
+            return (Delivery::DISCARD, rejects);
+        }
+        if scan.n_bad_rows > 0 {
+            file.report = Some(report_text(
+                &file,
+                &format!(
+                    "imported without {} bad row(s) (on_bad_row = \"skip-row\")",
+                    scan.n_bad_rows
+                ),
+                &scan.bad_rows,
+                scan.n_bad_rows,
+            ));
+        }
+        debug_assert_eq!(self.stream(stream_kind).name, state.stream);
+        state.open_spans = scan.open_spans;
+        state.files.push(file);
+        (Delivery::SEND, scan.rejects)
+    }
+}
+
+/// One file's conversion, on a thread of its own: what it needs, owned.
+struct Conversion {
+    stream: Arc<Stream>,
+    on_bad_row: OnBadRow,
+    timezone: SourceTimeZone,
+    candidate: Candidate,
+    /// The open spans before the file.
+    open_spans: Chains,
+}
+
+impl Conversion {
+    /// Converts every row of `file` (the records encoded for the decoder, or contacts
+    /// summed) while a second thread parses ahead; collects bad rows and the checksum of
+    /// every byte.
+    fn run(self, file: Checksummed<File>, encoder: Encoder) -> Result<Scan, ConnectorError> {
+        std::thread::scope(|scope| self.convert(scope, file, encoder))
     }
 
-    /// The checking pass proper: every row converted (the records written to the
-    /// temporary copy, or contacts summed) while a thread of `scope` parses ahead, bad
-    /// rows collected, and the checksum of every byte of `file`.
-    fn convert_file<'scope>(
+    fn convert<'scope>(
         &'scope self,
         scope: &'scope std::thread::Scope<'scope, '_>,
-        stream: &'scope Stream,
-        candidate: &Candidate,
         file: Checksummed<File>,
-        open_spans: &Chains,
+        encoder: Encoder,
     ) -> Result<Scan, ConnectorError> {
+        let stream = &*self.stream;
+        let candidate = &self.candidate;
         let path = &candidate.path;
         let cannot_read = |error| files::io_error(format!("cannot read {}", path.display()), error);
-        let cannot_copy = |error| {
-            files::io_error(
-                format!(
-                    "cannot keep the checked records of {} in a temporary file in {}",
-                    candidate.name,
-                    stream.folders.import_dir.display()
-                ),
-                error,
-            )
-        };
         let (rows, start) = reader::start(file, &stream.format).map_err(cannot_read)?;
         let mut scan = Scan {
             checksum: String::new(),
@@ -929,8 +1056,8 @@ impl CsvConnector {
             bad_rows: Vec::new(),
             n_bad_rows: 0,
             rejects: Vec::new(),
-            records: None,
-            open_spans: open_spans.clone(),
+            summed: Vec::new(),
+            open_spans: self.open_spans.clone(),
         };
         let (layout, width) = match stream.resolve(&start) {
             Ok(resolved) => resolved,
@@ -947,15 +1074,11 @@ impl CsvConnector {
         };
         let mut row_reader = RowReader::new(layout, width, &stream.format, self.timezone.clone());
         if !stream.is_aggregated() {
-            // The copy takes queue texts by number: each is decoded once per file.
+            // The encoding takes queue texts by number: each is decoded once per file.
             row_reader = row_reader.numbering_queues();
         }
         let mut sums: BTreeMap<IntervalKey, (u32, u32, f64)> = BTreeMap::new();
-        let mut copy = if stream.is_aggregated() {
-            None
-        } else {
-            Some(SpillWriter::new(&stream.folders.import_dir).map_err(cannot_copy)?)
-        };
+        let mut encoder = (!stream.is_aggregated()).then_some(encoder);
         let header = start.header.as_deref();
         let mut rows = reader::parse_ahead(scope, rows, &stream.format);
         while let Some(chunk) = rows.next_chunk().map_err(cannot_read)? {
@@ -966,13 +1089,15 @@ impl CsvConnector {
                     .zip(row_reader.queue_numbers())
                     .map(|(texts, numbers)| NumberedQueue { texts, numbers });
                 let written = match output {
-                    Ok(Output::Interval) => copy
+                    Ok(Output::Interval) => encoder
                         .as_mut()
-                        .map(|copy| copy.interval(row_reader.interval(), queue)),
-                    Ok(Output::Contact(record)) => {
-                        copy.as_mut().map(|copy| copy.contact(&record, queue))
+                        .map(|encoder| encoder.interval(row_reader.interval(), queue)),
+                    Ok(Output::Contact(record)) => encoder
+                        .as_mut()
+                        .map(|encoder| encoder.contact(&record, queue)),
+                    Ok(Output::Status(record)) => {
+                        encoder.as_mut().map(|encoder| encoder.status(&record))
                     }
-                    Ok(Output::Status(record)) => copy.as_mut().map(|copy| copy.status(&record)),
                     Ok(Output::ContactForInterval {
                         key,
                         handled,
@@ -998,15 +1123,26 @@ impl CsvConnector {
                         if self.on_bad_row == OnBadRow::RejectFile {
                             // The file is rejected: its records are not needed any more,
                             // the rest of the pass only completes the report.
-                            copy = None;
+                            encoder = None;
                         }
                         None
                     }
                 };
-                written.transpose().map_err(cannot_copy)?;
+                if let Some(Err(error)) = written {
+                    // The read stopped taking records (it was given up): stop too.
+                    return Err(files::io_error(
+                        format!("stopped converting {}", candidate.name),
+                        error,
+                    ));
+                }
             }
         }
         (scan.checksum, scan.n_bytes) = rows.into_inner().finish().map_err(cannot_read)?;
+        if let Some(encoder) = encoder {
+            encoder.finish().map_err(|error| {
+                files::io_error(format!("stopped converting {}", candidate.name), error)
+            })?;
+        }
         // Beyond those listed, one reject says how many more the report counts.
         if scan.n_bad_rows > scan.rejects.len() as u64 {
             scan.rejects.push(Reject {
@@ -1021,147 +1157,29 @@ impl CsvConnector {
         if self.on_bad_row == OnBadRow::RejectFile && scan.n_bad_rows > 0 {
             return Ok(scan);
         }
-        scan.records = Some(match copy {
-            Some(copy) => CheckedRecords::Rows(copy.finish().map_err(cannot_copy)?),
-            None => {
-                let interval_minutes = match &stream.spec {
-                    LayoutSpec::Contacts {
-                        interval_minutes, ..
-                    } => *interval_minutes,
-                    _ => 0,
-                };
-                CheckedRecords::Summed(
-                    sums.into_iter()
-                        .map(
-                            |(key, (offered, handled, handle_time_secs))| QueueInterval {
-                                queue_id: key.queue_id.into(),
-                                queue_name: key.queue_name.into(),
-                                channel: Channel(key.channel),
-                                start: UtcMillis(key.start_ms),
-                                interval_minutes,
-                                offered,
-                                handled,
-                                abandoned: offered - handled,
-                                handle_time_secs,
-                                extras: RVec::new(),
-                            },
-                        )
-                        .collect(),
-                )
-            }
-        });
+        let interval_minutes = match &stream.spec {
+            LayoutSpec::Contacts {
+                interval_minutes, ..
+            } => *interval_minutes,
+            _ => 0,
+        };
+        scan.summed = sums
+            .into_iter()
+            .map(
+                |(key, (offered, handled, handle_time_secs))| QueueInterval {
+                    queue_id: key.queue_id.into(),
+                    queue_name: key.queue_name.into(),
+                    channel: Channel(key.channel),
+                    start: UtcMillis(key.start_ms),
+                    interval_minutes,
+                    offered,
+                    handled,
+                    abandoned: offered - handled,
+                    handle_time_secs,
+                    extras: RVec::new(),
+                },
+            )
+            .collect();
         Ok(scan)
     }
-
-    /// One page of `state.current`, from what its checking pass made of it. A new
-    /// instance (after a restart) checks the file again first, and resumes at the index
-    /// in the state.
-    fn page(
-        &mut self,
-        stream_kind: StreamKind,
-        state: &mut State,
-        max_records: usize,
-    ) -> Result<(Records, Vec<Reject>), ConnectorError> {
-        let stream = self.stream(stream_kind);
-        let stream_name = stream.name;
-        let progress = state
-            .current
-            .as_ref()
-            .expect("page is called with a current file");
-        let path = stream.folders.import_dir.join(&progress.file.name);
-        let is_checked = self.checked.as_ref().is_some_and(|checked| {
-            checked.stream == stream_name && checked.checksum == progress.file.checksum
-        });
-        if !is_checked {
-            self.checked = None;
-            let changed = || {
-                ConnectorError::source_data(format!(
-                    "{} changed or disappeared while it was being imported (after {} record(s)); put the complete file back or remove it from the state",
-                    path.display(),
-                    progress.index
-                ))
-            };
-            if !files::is_unchanged(&path, &progress.file) {
-                return Err(changed());
-            }
-            let candidate = Candidate {
-                name: progress.file.name.clone(),
-                size: progress.file.size,
-                modified_ns: progress.file.modified_ns,
-                path: path.clone(),
-            };
-            let scan = self
-                .scan(stream_kind, &candidate, &state.open_spans)?
-                .filter(|scan| scan.checksum == progress.file.checksum)
-                .ok_or_else(changed)?;
-            let Some(records) = scan.records else {
-                return Err(changed());
-            };
-            self.checked = Some(Checked {
-                stream: stream_name,
-                checksum: scan.checksum,
-                records,
-                rejects: scan.rejects,
-                open_spans: scan.open_spans,
-            });
-        }
-        let checked = self.checked.as_mut().expect("set above");
-        let progress = state.current.as_mut().expect("checked above");
-        let cannot_copy = |error| {
-            files::io_error(
-                format!(
-                    "cannot read the checked records of {} back from their temporary file",
-                    path.display()
-                ),
-                error,
-            )
-        };
-        let from = progress.index;
-        let records = match &mut checked.records {
-            CheckedRecords::Rows(spill) => {
-                if spill.next() != from {
-                    spill.seek_to(stream_kind, from).map_err(cannot_copy)?;
-                }
-                spill.page(stream_kind, max_records).map_err(cannot_copy)?
-            }
-            CheckedRecords::Summed(intervals) => {
-                let from = (from as usize).min(intervals.len());
-                let to = (from + max_records).min(intervals.len());
-                Records::QueueIntervals(RVec::from(intervals[from..to].to_vec()))
-            }
-        };
-        // With the first page, also when it is asked for again.
-        let rejects = if from == 0 {
-            checked.rejects.clone()
-        } else {
-            Vec::new()
-        };
-        progress.index = from + records.len() as u64;
-        if progress.index >= checked.records.len() {
-            let checked = self.checked.take().expect("set above");
-            state.open_spans = checked.open_spans;
-            finish_file(state);
-        }
-        Ok((records, rejects))
-    }
-}
-
-/// Moves `state.current` into the finished files, with a report of its bad rows if any.
-fn finish_file(state: &mut State) {
-    let Some(progress) = state.current.take() else {
-        return;
-    };
-    let mut file = progress.file;
-    if progress.n_bad_rows > 0 {
-        file.report = Some(report_text(
-            &file,
-            &format!(
-                "imported without {} bad row(s) (on_bad_row = \"skip-row\")",
-                progress.n_bad_rows
-            ),
-            &progress.bad_rows,
-            progress.n_bad_rows,
-        ));
-    }
-    state.files.push(file);
 }

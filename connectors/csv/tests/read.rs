@@ -4,9 +4,9 @@
 
 mod common;
 
-use acdlink_connector_api::{sdk::Connector, ErrorKind, RString, StreamKind};
+use acdlink_connector_api::{sdk::Connector, Delivery, ErrorKind, RString, StreamKind};
 use acdlink_connector_csv::CsvConnector;
-use common::{fixture, interval_lines, open, read_all, status_lines, Folder};
+use common::{fixture, interval_lines, open, read_all, read_with_crashes, status_lines, Folder};
 use serde_json::{json, Value};
 
 const INTERVALS: StreamKind = StreamKind::PHONELINK_INTERVALS;
@@ -622,56 +622,59 @@ fn the_same_content_under_two_names_is_imported_once_and_a_restart_reimports_not
 }
 
 #[test]
-fn a_crash_between_store_and_commit_neither_loses_nor_doubles_a_row() {
+fn crashes_while_a_file_is_held_neither_lose_nor_double_a_row() {
     // The reference: the whole file in one go.
     let folder = Folder::new();
     folder.drop_fixture("intervals_basic.csv", "a.csv");
+    folder.drop_fixture("intervals_quoted.csv", "b.csv");
     let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
     let whole = read_all(&mut connector, INTERVALS, None, 1000, true).unwrap();
+    assert_eq!(whole.records.len(), 6);
 
     let folder = Folder::new();
     folder.drop_fixture("intervals_basic.csv", "a.csv");
-    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
-    // The host stores page 1 with its state and dies before commit.
-    let request = acdlink_connector_api::ReadRequest::incremental(INTERVALS, None, 2);
-    let page = connector.read(&request).unwrap();
-    assert_eq!(page.records.len(), 2);
-    let stored_state = page.state.clone().into_option().unwrap().into_vec();
-    let mut records = page.records.to_json_values();
-    // A new instance reads from the stored state and continues after page 1.
-    let mut restarted = open(&basic_settings(&folder), "UTC").unwrap();
-    let rest = read_all(&mut restarted, INTERVALS, Some(stored_state), 2, true).unwrap();
-    records.extend(rest.records);
-    assert_eq!(records, whole.records);
-    assert_eq!(folder.names("archive"), ["a.csv"]);
+    folder.drop_fixture("intervals_quoted.csv", "b.csv");
+    // Pages of one record: the host dies after the first page of a file, after the
+    // second, ... and the next instance reads the file again from its start.
+    let crashed = read_with_crashes(
+        || open(&basic_settings(&folder), "UTC").unwrap(),
+        INTERVALS,
+        1,
+    )
+    .unwrap();
+    assert_eq!(crashed.records, whole.records);
+    assert_eq!(folder.names("archive"), ["a.csv", "b.csv"]);
 }
 
 #[test]
-fn a_page_asked_for_again_gives_the_same_records() {
-    // The host failed to store page 2 and asks the same instance for it again, with page
-    // 1's cursor: the copy is read from its start again, and no record is skipped.
+fn a_new_read_starts_the_file_in_flight_again_and_an_old_cursor_is_refused() {
+    // The host failed to store page 2 and gave the read up; its next read (no cursor)
+    // gets the whole file again, from the same instance.
     let folder = Folder::new();
     folder.drop_fixture("intervals_basic.csv", "a.csv");
     let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
     let page = |connector: &mut CsvConnector, cursor: Option<RString>| {
         let mut request = acdlink_connector_api::ReadRequest::incremental(INTERVALS, None, 1);
         request.cursor = cursor.into();
-        connector.read(&request).unwrap()
+        connector.read(&request)
     };
-    let first = page(&mut connector, None);
+    let first = page(&mut connector, None).unwrap();
+    assert_eq!(first.delivery, Delivery::HOLD);
+    assert!(first.state.is_none());
     let cursor = first.next_cursor.clone().into_option();
-    let second = page(&mut connector, cursor.clone());
-    let again = page(&mut connector, cursor);
+    let second = page(&mut connector, cursor.clone()).unwrap();
     assert_eq!(second.records.len(), 1);
-    assert_ne!(
-        second.records.to_json_values(),
-        first.records.to_json_values()
+    let error = page(&mut connector, cursor).unwrap_err();
+    assert!(
+        error
+            .message
+            .contains("is not the one this instance handed out last"),
+        "{error}"
     );
-    assert_eq!(
-        again.records.to_json_values(),
-        second.records.to_json_values()
-    );
-    assert_eq!(again.next_cursor, second.next_cursor);
+    let again = read_all(&mut connector, INTERVALS, None, 1, true).unwrap();
+    assert_eq!(again.records.len(), 3);
+    assert_eq!(again.records[0], first.records.to_json_values()[0]);
+    assert_eq!(folder.names("archive"), ["a.csv"]);
 }
 
 #[test]
@@ -817,7 +820,7 @@ fn a_bad_file_dropped_twice_under_one_name_keeps_both_copies_and_reports() {
 }
 
 #[test]
-fn a_crash_in_the_middle_of_a_start_only_file_carries_the_open_spans() {
+fn crashes_in_a_start_only_file_carry_the_open_spans() {
     let folder = Folder::new();
     folder.drop_fixture("statuses_start_only_1.csv", "1.csv");
     folder.drop_fixture("statuses_start_only_2.csv", "2.csv");
@@ -831,21 +834,15 @@ fn a_crash_in_the_middle_of_a_start_only_file_carries_the_open_spans() {
     let mut reference = open(&start_only_settings(&folder), "UTC").unwrap();
     let whole = read_all(&mut reference, StreamKind::TIMELINK, None, 1000, false).unwrap();
     assert_eq!(whole.records.len(), 5);
-    // Page by page, each page read by a new instance from the last stored state.
-    let mut state = None;
-    let mut records = Vec::new();
-    for _ in 0..20 {
-        let mut instance = open(&start_only_settings(&folder), "UTC").unwrap();
-        let request =
-            acdlink_connector_api::ReadRequest::incremental(StreamKind::TIMELINK, state.clone(), 1);
-        let batch = instance.read(&request).unwrap();
-        records.extend(batch.records.to_json_values());
-        state = batch.state.into_option().map(|state| state.into_vec());
-        if batch.next_cursor.is_none() {
-            break;
-        }
-    }
-    assert_eq!(records, whole.records);
+    // Crashes at every page of each file: the open spans from before a file are the ones
+    // its conversion starts from, every time.
+    let crashed = read_with_crashes(
+        || open(&start_only_settings(&folder), "UTC").unwrap(),
+        StreamKind::TIMELINK,
+        1,
+    )
+    .unwrap();
+    assert_eq!(crashed.records, whole.records);
 }
 
 #[test]
@@ -933,7 +930,7 @@ fn each_bad_input_fixture_names_line_column_value_and_expectation() {
 }
 
 #[test]
-fn summed_contacts_resume_after_a_crash_and_skip_row_reports_once() {
+fn summed_contacts_survive_crashes_and_skip_row_reports_once() {
     let folder = Folder::new();
     folder.drop_fixture("contacts_new_york_dst.csv", "contacts.csv");
     let settings = with(
@@ -952,30 +949,16 @@ fn summed_contacts_resume_after_a_crash_and_skip_row_reports_once() {
         whole.rejects,
         ["contacts.csv:8:3 (answered): found \"perhaps\", expected whether the contact was handled: 1/0, true/false, yes/no or y/n"]
     );
-    // Page by page, each page by a new instance from the last stored state: the sums are
-    // rebuilt and the bad row is reported with the first page only.
-    let mut state = None;
-    let mut records = Vec::new();
-    let mut rejects = Vec::new();
-    for _ in 0..20 {
-        let mut instance = open(&settings, "America/New_York").unwrap();
-        let request = acdlink_connector_api::ReadRequest::incremental(INTERVALS, state.clone(), 2);
-        let batch = instance.read(&request).unwrap();
-        records.extend(batch.records.to_json_values());
-        rejects.extend(
-            batch
-                .rejects
-                .iter()
-                .map(|reject| reject.position.to_string()),
-        );
-        state = batch.state.into_option().map(|state| state.into_vec());
-        instance.commit(state.as_deref().unwrap()).unwrap();
-        if batch.next_cursor.is_none() {
-            break;
-        }
-    }
-    assert_eq!(records, whole.records);
-    assert_eq!(rejects, ["contacts.csv:8:3 (answered)"]);
+    // Crashes at every page: the sums are built again, and the bad row is reported once,
+    // with the page that releases the file.
+    let crashed = read_with_crashes(
+        || open(&settings, "America/New_York").unwrap(),
+        INTERVALS,
+        2,
+    )
+    .unwrap();
+    assert_eq!(crashed.records, whole.records);
+    assert_eq!(crashed.rejects, ["contacts.csv:8:3 (answered)"]);
     assert_eq!(folder.names("archive"), ["contacts.csv"]);
     let report = std::fs::read_to_string(folder.path("error/contacts.csv.rejects.txt")).unwrap();
     assert!(

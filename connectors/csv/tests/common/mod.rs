@@ -7,7 +7,7 @@
 use acdlink_connector_api::{
     sdk::{parse_settings, Connector, OpenContext},
     time::SourceTimeZone,
-    validate, ConnectorError, ReadRequest, StreamKind,
+    validate, ConnectorError, Delivery, ReadRequest, StreamKind,
 };
 use acdlink_connector_csv::CsvConnector;
 use serde_json::Value;
@@ -74,6 +74,8 @@ pub struct ReadResult {
     pub rejects: Vec<String>,
     pub state: Option<Vec<u8>>,
     pub n_pages: usize,
+    /// Pages that dropped what the read held (a file rejected, or seen before).
+    pub n_discarded_files: usize,
 }
 
 /// Reads everything new from `state` like the host's `import_new`: every page is checked
@@ -91,6 +93,7 @@ pub fn read_all(
         state,
         ..ReadResult::default()
     };
+    let mut held = Vec::new();
     loop {
         let batch = connector.read(&request)?;
         result.n_pages += 1;
@@ -100,7 +103,20 @@ pub fn read_all(
             violations.is_empty(),
             "batch breaks the contract: {violations:?}"
         );
-        result.records.extend(batch.records.to_json_values());
+        // Like the host: held records count once released, and not at all when the
+        // hold is dropped.
+        match batch.delivery {
+            Delivery::HOLD => held.extend(batch.records.to_json_values()),
+            Delivery::DISCARD => {
+                held.clear();
+                result.n_discarded_files += 1;
+                result.records.extend(batch.records.to_json_values());
+            }
+            _ => {
+                result.records.append(&mut held);
+                result.records.extend(batch.records.to_json_values());
+            }
+        }
         result.rejects.extend(
             batch
                 .rejects
@@ -118,6 +134,52 @@ pub fn read_all(
             None => return Ok(result),
         }
     }
+}
+
+/// Reads everything new like a host that dies again and again: life `n` reads `n` pages
+/// with a new instance from the last stored state and then stops, so what it held is
+/// dropped (as the host's store drops it). Every page that ends a hold is stored and
+/// committed. The records are those that went out, in order.
+pub fn read_with_crashes(
+    open: impl Fn() -> CsvConnector,
+    stream: StreamKind,
+    max_records: u32,
+) -> Result<ReadResult, ConnectorError> {
+    let mut result = ReadResult::default();
+    for n_pages in 1..1000 {
+        let mut connector = open();
+        let mut request = ReadRequest::incremental(stream, result.state.clone(), max_records);
+        let mut held = Vec::new();
+        for _ in 0..n_pages {
+            let batch = connector.read(&request)?;
+            result.n_pages += 1;
+            let violations = validate::check_batch(&request, &batch);
+            assert!(violations.is_empty(), "{violations:?}");
+            match batch.delivery {
+                Delivery::HOLD => held.extend(batch.records.to_json_values()),
+                Delivery::DISCARD => held.clear(),
+                _ => result.records.append(&mut held),
+            }
+            if batch.delivery != Delivery::HOLD {
+                result.records.extend(batch.records.to_json_values());
+                result.rejects.extend(
+                    batch
+                        .rejects
+                        .iter()
+                        .map(|reject| reject.position.to_string()),
+                );
+            }
+            if let Some(state) = batch.state.into_option() {
+                connector.commit(&state)?;
+                result.state = Some(state.into_vec());
+            }
+            match batch.next_cursor.into_option() {
+                Some(cursor) => request.cursor = Some(cursor).into(),
+                None => return Ok(result),
+            }
+        }
+    }
+    panic!("the read does not end");
 }
 
 /// Interval records as compact `queue|name|channel|start|minutes|offered|handled|abandoned|handle_time`

@@ -1,13 +1,11 @@
-//! The checked copy of a file: its records, converted once by the checking pass and
-//! written to an unnamed temporary file, so that the pages read them back instead of
-//! parsing and converting the file a second time.
+//! Records on their way from the converting thread to `read`: encoded into blocks of
+//! about 64 KB that go over a bounded channel, and decoded page by page on the thread
+//! that calls `read`, so that the records are allocated and freed on the host's thread.
 //!
-//! The copy lives as long as the connector instance that made it. A new instance (after
-//! a restart) checks the file again and resumes at the record index kept in the state.
-//! The encoding is private to this module and to one process: blocks of records, each
-//! read back whole; fixed-width numbers in native byte order; texts as a length and their
-//! UTF-8 bytes, and the texts that repeat (queues, agents, activities) written once and
-//! referred to by number after.
+//! The encoding is private to this module and to one process: fixed-width numbers in
+//! native byte order; texts as a length and their UTF-8 bytes, and the texts that repeat
+//! (queues, agents, activities) written once and referred to by number after. A record
+//! never spans two blocks.
 
 use crate::layout::Texts;
 use acdlink_connector_api::{
@@ -16,13 +14,38 @@ use acdlink_connector_api::{
 };
 use rustc_hash::FxHashMap;
 use std::{
-    fs::File,
-    io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write},
-    path::Path,
+    io,
+    sync::mpsc::{self, Receiver, SyncSender},
 };
 
-/// Records are written in blocks of about this many bytes, each read back whole.
+/// Records are encoded in blocks of about this many bytes, each handed over whole ...
 const BLOCK_BYTES: usize = 64 * 1024;
+
+/// ... and at most this many blocks wait to be decoded: about a megabyte in flight.
+const BLOCKS_IN_FLIGHT: usize = 16;
+
+/// A channel for the blocks of one file: the encoder for the converting thread, the
+/// decoder for `read`.
+pub fn channel() -> (Encoder, Decoder) {
+    let (sender, receiver) = mpsc::sync_channel(BLOCKS_IN_FLIGHT);
+    let encoder = Encoder {
+        out: sender,
+        block: Vec::with_capacity(BLOCK_BYTES + 1024),
+        interned: FxHashMap::default(),
+        numbered: Vec::new(),
+        n_interned: 0,
+        last_instant: 0,
+    };
+    let decoder = Decoder {
+        input: receiver,
+        block: Vec::new(),
+        at: 0,
+        ended: false,
+        interned: Vec::new(),
+        last_instant: 0,
+    };
+    (encoder, decoder)
+}
 
 /// At most this many distinct texts are written once and referred to after; texts beyond
 /// are written each time, so that a file of ever new texts keeps memory flat.
@@ -50,14 +73,13 @@ fn put_signed(out: &mut Vec<u8>, value: i64) {
     put_number(out, ((value << 1) ^ (value >> 63)) as u64);
 }
 
-/// Writes the records of the checking pass.
-pub struct SpillWriter {
-    out: BufWriter<File>,
+/// Encodes the records of a file as the converting thread makes them.
+pub struct Encoder {
+    out: SyncSender<Vec<u8>>,
     block: Vec<u8>,
-    n_records: u64,
     /// Queue, agent and activity texts repeat on most rows: each is written once.
     interned: FxHashMap<Box<str>, u32>,
-    /// The spill's numbers of the converter's numbered queue texts ([`Texts`]), once
+    /// The encoding's numbers of the converter's numbered queue texts ([`Texts`]), once
     /// written.
     numbered: Vec<Option<u32>>,
     n_interned: u32,
@@ -72,36 +94,25 @@ pub struct NumberedQueue<'t> {
     pub numbers: [u32; 2],
 }
 
-/// The records of a checked file, read back page by page.
-pub struct Spill {
-    input: BufReader<File>,
+/// The records of a file, decoded page by page as their blocks arrive.
+pub struct Decoder {
+    input: Receiver<Vec<u8>>,
     block: Vec<u8>,
     /// Where the next record begins in `block`.
     at: usize,
-    n_records: u64,
-    /// The index of the next record `page` returns.
-    next: u64,
+    /// The encoder finished (or went away): no block will come any more.
+    ended: bool,
     interned: Vec<RString>,
     last_instant: i64,
 }
 
-impl SpillWriter {
-    /// A new copy in `dir`, as a file without a name where the system allows it (and a
-    /// temporary name the import folder ignores where it does not); it is gone when
-    /// dropped, even after a crash.
-    pub fn new(dir: &Path) -> io::Result<SpillWriter> {
-        let file = tempfile::tempfile_in(dir)?;
-        Ok(SpillWriter {
-            out: BufWriter::with_capacity(256 * 1024, file),
-            block: Vec::with_capacity(BLOCK_BYTES + 1024),
-            n_records: 0,
-            interned: FxHashMap::default(),
-            numbered: Vec::new(),
-            n_interned: 0,
-            last_instant: 0,
-        })
-    }
+/// The error of an encoder whose decoder was dropped: the read stopped, and the
+/// converting thread stops with it.
+pub fn is_stopped(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::BrokenPipe
+}
 
+impl Encoder {
     pub fn interval(
         &mut self,
         record: &QueueInterval,
@@ -214,120 +225,86 @@ impl SpillWriter {
     }
 
     fn end_record(&mut self) -> io::Result<()> {
-        self.n_records += 1;
         if self.block.len() >= BLOCK_BYTES {
-            self.write_block()?;
+            self.send_block()?;
         }
         Ok(())
     }
 
-    fn write_block(&mut self) -> io::Result<()> {
-        self.out
-            .write_all(&(self.block.len() as u64).to_ne_bytes())?;
-        self.out.write_all(&self.block)?;
-        self.block.clear();
-        Ok(())
-    }
-
-    /// The copy, ready to be read from its first record.
-    pub fn finish(mut self) -> io::Result<Spill> {
-        if !self.block.is_empty() {
-            self.write_block()?;
-        }
-        let mut file = self.out.into_inner().map_err(|error| error.into_error())?;
-        file.seek(SeekFrom::Start(0))?;
-        Ok(Spill {
-            input: BufReader::with_capacity(256 * 1024, file),
-            block: self.block,
-            at: 0,
-            n_records: self.n_records,
-            next: 0,
-            interned: Vec::with_capacity(self.n_interned as usize),
-            last_instant: 0,
+    fn send_block(&mut self) -> io::Result<()> {
+        let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES + 1024));
+        self.out.send(block).map_err(|_| {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the read stopped taking records")
         })
+    }
+
+    /// Hands over the last block: the decoder ends after it.
+    pub fn finish(mut self) -> io::Result<()> {
+        if !self.block.is_empty() {
+            self.send_block()?;
+        }
+        Ok(())
     }
 }
 
 fn damaged() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        "the temporary copy of the checked records is damaged",
+        "the records handed over by the converting thread are damaged",
     )
 }
 
-impl Spill {
-    pub fn n_records(&self) -> u64 {
-        self.n_records
+impl Decoder {
+    /// Whether every record has been decoded: the encoder finished and its last block is
+    /// used up (only known once a page came back short).
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
-    /// The index of the record the next page begins with.
-    pub fn next(&self) -> u64 {
-        self.next
-    }
-
-    /// Moves to the record with index `to`: forward by reading (resuming a file after a
-    /// restart), back by reading again from the first (a page asked for again, after the
-    /// host failed to store it).
-    pub fn seek_to(&mut self, kind: StreamKind, to: u64) -> io::Result<()> {
-        if to < self.next {
-            self.input.seek(SeekFrom::Start(0))?;
-            self.block.clear();
-            self.at = 0;
-            self.next = 0;
-            self.interned.clear();
-            self.last_instant = 0;
-        }
-        while self.next < to.min(self.n_records) {
-            self.page(kind, (to - self.next).min(4096) as usize)?;
-        }
-        Ok(())
-    }
-
-    /// The next page: at most `max_records` records of stream `kind`.
+    /// The next page: `max_records` records of stream `kind`, waiting for the converting
+    /// thread as needed; fewer only at the end.
     pub fn page(&mut self, kind: StreamKind, max_records: usize) -> io::Result<Records> {
-        let n = (self.n_records - self.next).min(max_records as u64) as usize;
         let mut records = Records::empty(kind)
             .ok_or_else(|| io::Error::other(format!("no records of stream {kind}")))?;
+        let reserve = max_records.min(1 << 16);
         match &mut records {
             Records::QueueIntervals(out) => {
-                out.reserve(n);
-                for _ in 0..n {
-                    self.fill()?;
+                out.reserve(reserve);
+                while out.len() < max_records && self.fill() {
                     out.push(self.interval()?);
                 }
             }
             Records::ContactEvents(out) => {
-                out.reserve(n);
-                for _ in 0..n {
-                    self.fill()?;
+                out.reserve(reserve);
+                while out.len() < max_records && self.fill() {
                     out.push(self.contact()?);
                 }
             }
             Records::AgentStatuses(out) => {
-                out.reserve(n);
-                for _ in 0..n {
-                    self.fill()?;
+                out.reserve(reserve);
+                while out.len() < max_records && self.fill() {
                     out.push(self.status()?);
                 }
             }
         }
-        self.next += n as u64;
         Ok(records)
     }
 
-    /// Reads the next block when the current one is used up.
-    fn fill(&mut self) -> io::Result<()> {
-        if self.at < self.block.len() {
-            return Ok(());
+    /// Takes the next block when the current one is used up; `false` at the end.
+    fn fill(&mut self) -> bool {
+        while self.at >= self.block.len() {
+            match self.input.recv() {
+                Ok(block) => {
+                    self.block = block;
+                    self.at = 0;
+                }
+                Err(_) => {
+                    self.ended = true;
+                    return false;
+                }
+            }
         }
-        let mut len = [0u8; 8];
-        self.input.read_exact(&mut len)?;
-        let len = usize::try_from(u64::from_ne_bytes(len)).map_err(|_| damaged())?;
-        self.block.clear();
-        self.block.resize(len, 0);
-        self.input.read_exact(&mut self.block)?;
-        self.at = 0;
-        Ok(())
+        true
     }
 
     #[inline]
@@ -519,34 +496,52 @@ mod tests {
         }
     }
 
+    /// Encodes `records` with `encode` on a thread of its own, as the converting thread
+    /// does, and decodes them in pages of `max_records`.
+    fn round_trip<T: Send + Sync>(
+        records: &[T],
+        encode: impl Fn(&mut Encoder, &T) -> io::Result<()> + Send + Sync,
+        kind: StreamKind,
+        max_records: usize,
+    ) -> Vec<Records> {
+        let (mut encoder, mut decoder) = channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for record in records {
+                    encode(&mut encoder, record).unwrap();
+                }
+                encoder.finish().unwrap();
+            });
+            let mut pages = Vec::new();
+            while !decoder.ended() {
+                pages.push(decoder.page(kind, max_records).unwrap());
+            }
+            pages
+        })
+    }
+
     #[test]
     fn every_record_kind_reads_back_as_written_page_by_page() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = SpillWriter::new(dir.path()).unwrap();
         let intervals = vec![
             interval("Q1", vec![]),
             interval("", vec![Extra::fixed(Extra::HOLD_SECS, 3.25)]),
             interval("Q3", vec![]),
         ];
-        for record in &intervals {
-            writer.interval(record, None).unwrap();
-        }
-        let mut spill = writer.finish().unwrap();
-        assert_eq!(spill.n_records(), 3);
-        let first = spill.page(StreamKind::PHONELINK_INTERVALS, 2).unwrap();
-        let second = spill.page(StreamKind::PHONELINK_INTERVALS, 2).unwrap();
-        let third = spill.page(StreamKind::PHONELINK_INTERVALS, 2).unwrap();
-        assert_eq!(
-            first,
-            Records::QueueIntervals(intervals[..2].to_vec().into())
+        let pages = round_trip(
+            &intervals,
+            |encoder, record| encoder.interval(record, None),
+            StreamKind::PHONELINK_INTERVALS,
+            2,
         );
         assert_eq!(
-            second,
-            Records::QueueIntervals(intervals[2..].to_vec().into())
+            pages,
+            [
+                Records::QueueIntervals(intervals[..2].to_vec().into()),
+                Records::QueueIntervals(intervals[2..].to_vec().into())
+            ]
         );
-        assert_eq!(third, Records::QueueIntervals(RVec::new()));
 
-        let contacts = vec![
+        let contacts = [
             ContactEvent {
                 queue_id: "Q1".into(),
                 queue_name: "Kö".into(),
@@ -568,23 +563,25 @@ mod tests {
                 contact_id: ROption::RNone,
             },
         ];
-        let mut writer = SpillWriter::new(dir.path()).unwrap();
-        for record in &contacts {
-            writer.contact(record, None).unwrap();
-        }
-        let mut spill = writer.finish().unwrap();
-        spill.seek_to(StreamKind::PHONELINK_CONTACTS, 1).unwrap();
-        assert_eq!(spill.next(), 1);
-        assert_eq!(
-            spill.page(StreamKind::PHONELINK_CONTACTS, 10).unwrap(),
-            Records::ContactEvents(contacts[1..].to_vec().into())
+        // Enough records for many blocks, and pages that end inside blocks.
+        let many: Vec<ContactEvent> = (0..20_000)
+            .map(|index| contacts[index % 2].clone())
+            .collect();
+        let pages = round_trip(
+            &many,
+            |encoder, record| encoder.contact(record, None),
+            StreamKind::PHONELINK_CONTACTS,
+            777,
         );
-        // Back to the first record: the interned texts are learnt again.
-        spill.seek_to(StreamKind::PHONELINK_CONTACTS, 0).unwrap();
-        assert_eq!(
-            spill.page(StreamKind::PHONELINK_CONTACTS, 10).unwrap(),
-            Records::ContactEvents(contacts.to_vec().into())
-        );
+        assert_eq!(pages.len(), 20_000 / 777 + 1);
+        let decoded: Vec<ContactEvent> = pages
+            .into_iter()
+            .flat_map(|page| match page {
+                Records::ContactEvents(records) => records.into_vec(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(decoded, many);
 
         let statuses = vec![
             AgentStatus {
@@ -602,30 +599,32 @@ mod tests {
                 end: ROption::RNone,
             },
         ];
-        let mut writer = SpillWriter::new(dir.path()).unwrap();
-        for record in &statuses {
-            writer.status(record).unwrap();
-        }
-        let mut spill = writer.finish().unwrap();
-        assert_eq!(
-            spill.page(StreamKind::TIMELINK, 10).unwrap(),
-            Records::AgentStatuses(statuses.into())
+        let pages = round_trip(
+            &statuses,
+            |encoder, record| encoder.status(record),
+            StreamKind::TIMELINK,
+            10,
         );
-        // The copies have no name in the folder (or one the import ignores).
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
-            assert!(crate::files::is_temporary(&name), "{name}");
-        }
+        assert_eq!(pages, [Records::AgentStatuses(statuses.into())]);
     }
 
     #[test]
-    fn a_truncated_copy_is_an_error_not_a_short_page() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = SpillWriter::new(dir.path()).unwrap();
-        writer.interval(&interval("Q1", vec![]), None).unwrap();
-        let mut spill = writer.finish().unwrap();
-        spill.input.get_mut().set_len(20).unwrap();
-        let error = spill.page(StreamKind::PHONELINK_INTERVALS, 5).unwrap_err();
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+    fn a_stopped_read_stops_the_encoder_and_a_cut_block_is_an_error() {
+        let (mut encoder, decoder) = channel();
+        drop(decoder);
+        let record = interval("Q1", vec![]);
+        let error = (0..100_000)
+            .map(|_| encoder.interval(&record, None))
+            .find_map(Result::err)
+            .expect("the encoder notices that nobody decodes");
+        assert!(is_stopped(&error));
+
+        let (encoder, mut decoder) = channel();
+        encoder.out.send(vec![0x05, b'Q']).unwrap();
+        drop(encoder);
+        let error = decoder
+            .page(StreamKind::PHONELINK_INTERVALS, 5)
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 }
