@@ -33,7 +33,8 @@ pub struct FileEntry {
     /// Modification time in nanoseconds since the epoch: with name and size, recognises a
     /// file that is still in the folder without hashing it again.
     pub modified_ns: u64,
-    /// SHA-256 of the content, hex.
+    /// XXH3-128 of the content, 32 hex digits (as `xxhsum -H2` prints it). States from
+    /// earlier releases hold SHA-256 values (64 digits), which no new file matches.
     pub checksum: String,
     pub outcome: Outcome,
     /// The report to write into the error folder on commit (failed files, and imported

@@ -813,7 +813,7 @@ fn report_line(line: u64, error: &RowError, header: Option<&[String]>) -> String
 /// The text of `<file>.error.txt` / `<file>.rejects.txt`.
 fn report_text(file: &FileEntry, headline: &str, lines: &[String], n_bad_rows: u64) -> String {
     let mut text = format!(
-        "file: {}\nsha256: {}\nresult: {headline}\n",
+        "file: {}\nxxh128: {}\nresult: {headline}\n",
         file.name, file.checksum
     );
     text.push('\n');
