@@ -398,10 +398,17 @@ pub fn status(config: &Config) -> anyhow::Result<()> {
             } else {
                 checkpoints.join("; ")
             },
-            format!(
-                "{} record(s) in {} batch(es)",
-                depth.n_records, depth.n_batches
-            ),
+            if depth.n_held_records > 0 {
+                format!(
+                    "{} record(s) in {} batch(es), {} held (a file being read)",
+                    depth.n_records, depth.n_batches, depth.n_held_records
+                )
+            } else {
+                format!(
+                    "{} record(s) in {} batch(es)",
+                    depth.n_records, depth.n_batches
+                )
+            },
         ]);
     }
     let mut out = std::io::stdout().lock();

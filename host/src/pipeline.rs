@@ -166,8 +166,8 @@ impl Importer<'_> {
                 .store
                 .discard_held(&self.connector.name, &stream_name)?;
             if n_dropped > 0 {
-                tracing::info!(connector = %self.connector.name, %stream, n_batches = n_dropped,
-                    "dropped batches an unfinished earlier read held; reading them again");
+                tracing::warn!(connector = %self.connector.name, %stream, n_batches = n_dropped,
+                    "an earlier read ended while it held records (it failed, or the process stopped): dropped them, never sent; the connector reads them again");
             }
         }
         let mut request =

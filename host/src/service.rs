@@ -175,7 +175,8 @@ pub fn catch_up_stream(
         .ok_or_else(|| anyhow::anyhow!("no plugin of kind `{}` is loaded", connector.plugin))?;
     let mut outcome = StreamOutcome::default();
     let outbox_is_full = |store: &Store| -> anyhow::Result<bool> {
-        Ok(store.outbox_depth(None)?.n_records as u64 >= max_outbox_records)
+        let depth = store.outbox_depth(None)?;
+        Ok((depth.n_records + depth.n_held_records) as u64 >= max_outbox_records)
     };
     // Backpressure: with the WFM away the outbox would grow without end; the source keeps
     // the data and the checkpoint says where to go on.

@@ -432,8 +432,11 @@ pub struct Waiting {
 /// The outbox at a glance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutboxDepth {
+    /// The batches to upload, and their records ...
     pub n_batches: usize,
     pub n_records: usize,
+    /// ... besides the records of held pages, which wait for their read to release them.
+    pub n_held_records: usize,
 }
 
 /// The state store.
@@ -1077,12 +1080,16 @@ impl Store {
     pub fn outbox_depth(&self, connector: Option<&str>) -> Result<OutboxDepth, StoreError> {
         self.connection
             .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(n_records), 0) FROM outbox WHERE ?1 IS NULL OR connector = ?1",
+                "SELECT COUNT(*) FILTER (WHERE NOT held), COALESCE(SUM(n_records) FILTER (WHERE NOT held), 0),
+                        COALESCE(SUM(n_records) FILTER (WHERE held), 0)
+                 FROM (SELECT n_records, EXISTS (SELECT 1 FROM held_batch WHERE held_batch.id = outbox.id) AS held
+                       FROM outbox WHERE ?1 IS NULL OR connector = ?1)",
                 params![connector],
                 |row| {
                     Ok(OutboxDepth {
                         n_batches: row.get::<_, i64>(0)? as usize,
                         n_records: row.get::<_, i64>(1)? as usize,
+                        n_held_records: row.get::<_, i64>(2)? as usize,
                     })
                 },
             )
@@ -1466,10 +1473,17 @@ mod tests {
         store
             .store_read(&held_page(Held::Keep, "held", &[fp(1, 3, 33)]))
             .unwrap();
-        // Stored, counted as room taken, but not due, and the checkpoint did not move.
+        // Stored, counted apart, not due, and the checkpoint did not move.
         assert_eq!(due_bodies(&mut store), Vec::<String>::new());
         assert_eq!(store.next_attempt_ms().unwrap(), None);
-        assert_eq!(store.outbox_depth(None).unwrap().n_batches, 3);
+        assert_eq!(
+            store.outbox_depth(None).unwrap(),
+            OutboxDepth {
+                n_batches: 0,
+                n_records: 0,
+                n_held_records: 3
+            }
+        );
         assert_eq!(store.checkpoint("hq", "timelink").unwrap(), None);
         assert!(import_lines(&store).is_empty());
         // A key seen again in the same hold is judged against its held value ...
@@ -1556,7 +1570,14 @@ mod tests {
         store.store_read(&other).unwrap();
         assert_eq!(store.discard_held("hq", "timelink").unwrap(), 1);
         assert_eq!(store.discard_held("hq", "timelink").unwrap(), 0);
-        assert_eq!(store.outbox_depth(None).unwrap().n_batches, 2);
+        assert_eq!(
+            store.outbox_depth(None).unwrap(),
+            OutboxDepth {
+                n_batches: 1,
+                n_records: 1,
+                n_held_records: 1
+            }
+        );
         assert_eq!(
             store.unchanged("hq", "timelink", &[fp(0, 5, 55)]).unwrap(),
             [false]
@@ -1594,7 +1615,8 @@ mod tests {
             store.outbox_depth(None).unwrap(),
             OutboxDepth {
                 n_batches: 2,
-                n_records: 4
+                n_records: 4,
+                n_held_records: 0
             }
         );
     }

@@ -383,7 +383,7 @@ contact_id = "id"
 }
 
 #[test]
-fn a_file_bigger_than_the_outbox_goes_through_in_pieces() {
+fn a_file_bigger_than_the_outbox_is_held_whole_and_what_a_crashed_read_held_is_dropped() {
     let receiver = Receiver::start();
     let sandbox = Sandbox::new();
     let import_dir = sandbox.path().join("big");
@@ -445,9 +445,42 @@ handle_time = "handle_time"
         ),
     )
     .unwrap();
+    // A read that stopped (a crash) while it held pages of the file left them in the
+    // outbox: they were never sent, and the next read drops them and reads the file again.
+    {
+        let mut store = acdlink::store::Store::open(&sandbox.path().join("state")).unwrap();
+        store
+            .store_read(&acdlink::store::ReadOutcome {
+                connector: "history".to_string(),
+                stream: "phonelink-intervals".to_string(),
+                bodies: vec![acdlink::store::NewBody {
+                    endpoint: "queue-intervals".to_string(),
+                    n_records: 250,
+                    body: b"{\"held by a read that never ended\": true}".to_vec(),
+                }],
+                n_records_read: 250,
+                held: acdlink::store::Held::Keep,
+                ..Default::default()
+            })
+            .unwrap();
+    }
+    let status = sandbox.acdlink_with_env(&["status"], &[("ACDLINK_E2E_KEY", API_KEY)]);
+    assert!(
+        String::from_utf8_lossy(&status.stdout)
+            .contains("0 record(s) in 0 batch(es), 250 held (a file being read)"),
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        stderr(&status)
+    );
     let output = run_once(&sandbox);
     let text = stderr(&output);
     assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("an earlier read ended while it held records (it failed, or the process stopped): dropped them, never sent; the connector reads them again connector=history stream=phonelink-intervals n_batches=1"),
+        "{text}"
+    );
+    // The file's 3000 records are held whole (over the limit of 1000), released at its
+    // end; the next read then waits for the uploads.
     assert!(
         text.contains("for uploads to make room in the outbox (1000 records at most)"),
         "{text}"
