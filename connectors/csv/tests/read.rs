@@ -680,6 +680,36 @@ fn a_new_read_starts_the_file_in_flight_again_and_an_old_cursor_is_refused() {
 }
 
 #[test]
+fn a_read_given_up_while_the_converting_thread_waits_starts_the_file_again() {
+    // Enough rows that the converting thread fills the channel and waits for `read`: a
+    // new read must stop it (not wait for it for ever) and read the file from its start.
+    let folder = Folder::new();
+    let mut text = String::from("queue,name,start,offered,handled,abandoned,handle_time\n");
+    let n_rows = 100_000;
+    for row in 0..n_rows {
+        let (day, half_hour) = (row / 200 / 48, row / 200 % 48);
+        text.push_str(&format!(
+            "Q{},Queue {},2024-03-{:02} {:02}:{:02},10,9,1,1800\n",
+            row % 200,
+            row % 200,
+            1 + day,
+            half_hour / 2,
+            half_hour % 2 * 30
+        ));
+    }
+    std::fs::write(folder.path("big.csv"), text).unwrap();
+    let mut connector = open(&basic_settings(&folder), "UTC").unwrap();
+    let request = acdlink_connector_api::ReadRequest::incremental(INTERVALS, None, 10);
+    let first = connector.read(&request).unwrap();
+    assert_eq!(first.delivery, Delivery::HOLD);
+    assert_eq!(first.records.len(), 10);
+    let again = read_all(&mut connector, INTERVALS, None, 8192, true).unwrap();
+    assert_eq!(again.records.len(), n_rows);
+    assert_eq!(again.records[0], first.records.to_json_values()[0]);
+    assert_eq!(folder.names("archive"), ["big.csv"]);
+}
+
+#[test]
 fn small_pages_give_the_same_records_as_one_page() {
     for fixture_name in ["intervals_quoted.csv", "intervals_basic.csv"] {
         let mut results = Vec::new();
