@@ -8,12 +8,13 @@ use crate::{
     session::{streams_of, Session},
 };
 use acdlink_connector_api::{
-    time::SourceTimeZone, DiscoveredItem, ReadBatch, ReadMode, StreamKind, TimeWindow, UtcMillis,
+    time::SourceTimeZone, Delivery, DiscoveredItem, ReadBatch, ReadMode, StreamKind, TimeWindow,
+    UtcMillis,
 };
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::{
-    io::{BufWriter, Write},
+    io::{BufWriter, Seek, Write},
     ops::ControlFlow,
     path::PathBuf,
     time::Instant,
@@ -629,17 +630,29 @@ fn read(config: &Config, registry: &Registry, args: &ReadArgs) -> anyhow::Result
     });
     let mut write_error: Option<std::io::Error> = None;
     let mut n_records = 0usize;
+    let mut held = HeldLines::default();
     let write_batch = |batch: ReadBatch| {
         for reject in batch.rejects.iter() {
             progress.suspend(|| eprintln!("rejected {}: {}", reject.position, reject.message));
         }
-        for value in batch.records.to_json_values() {
-            if let Err(error) = writeln!(out, "{value}") {
-                write_error = Some(error);
-                return ControlFlow::Break(());
+        let written = (|| -> std::io::Result<()> {
+            let lines = batch.records.to_json_values();
+            match batch.delivery {
+                // Written out only if the connector releases them, as the host sends them.
+                Delivery::HOLD => return held.keep(&lines),
+                Delivery::DISCARD => held.discard()?,
+                _ => n_records += held.release(&mut out)?,
             }
+            for value in &lines {
+                writeln!(out, "{value}")?;
+            }
+            n_records += lines.len();
+            Ok(())
+        })();
+        if let Err(error) = written {
+            write_error = Some(error);
+            return ControlFlow::Break(());
         }
-        n_records += batch.records.len();
         progress.set_message(format!("{n_records} records"));
         progress.tick();
         ControlFlow::Continue(())
@@ -660,15 +673,66 @@ fn read(config: &Config, registry: &Registry, args: &ReadArgs) -> anyhow::Result
         Some(window) => format!("for {window}"),
         None => "since the beginning (nothing committed)".to_string(),
     };
+    let discarded = match held.n_discarded {
+        0 => String::new(),
+        n => format!(", {n} dropped with the files they came from (rejected, or imported before)"),
+    };
     eprintln!(
-        "read {} {stream} record(s) from `{}` {what} into {destination} in {} batch(es), {} rejected, in {:.2} s",
-        summary.n_records,
+        "read {n_records} {stream} record(s) from `{}` {what} into {destination} in {} batch(es), {} rejected{discarded}, in {:.2} s",
         connector.name,
         summary.n_batches,
         summary.n_rejects,
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The records of held pages, as output lines in a temporary file until the connector
+/// releases them (then they are written out) or drops them: `acdlink read` shows what the
+/// host would send, with memory bounded by a page however large the file.
+#[derive(Default)]
+struct HeldLines {
+    file: Option<BufWriter<std::fs::File>>,
+    n_held: usize,
+    n_discarded: usize,
+}
+
+impl HeldLines {
+    fn keep(&mut self, lines: &[serde_json::Value]) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(BufWriter::new(tempfile::tempfile()?)),
+        };
+        for value in lines {
+            writeln!(file, "{value}")?;
+        }
+        self.n_held += lines.len();
+        Ok(())
+    }
+
+    /// Writes what is held to `out`; returns how many records.
+    fn release(&mut self, out: &mut impl Write) -> std::io::Result<usize> {
+        if let Some(file) = &mut self.file {
+            file.flush()?;
+            let file = file.get_mut();
+            file.rewind()?;
+            std::io::copy(file, out)?;
+            file.set_len(0)?;
+            file.rewind()?;
+        }
+        Ok(std::mem::take(&mut self.n_held))
+    }
+
+    fn discard(&mut self) -> std::io::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.flush()?;
+            let file = file.get_mut();
+            file.set_len(0)?;
+            file.rewind()?;
+        }
+        self.n_discarded += std::mem::take(&mut self.n_held);
+        Ok(())
+    }
 }
 
 /// Reads a command-line time: an instant with an offset, a local date and time, or a local

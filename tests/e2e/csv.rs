@@ -498,3 +498,95 @@ handle_time = "handle_time"
     });
     assert_eq!(names(&import_dir.join("archive")), ["history.csv"]);
 }
+
+#[test]
+fn acdlink_read_writes_out_what_would_be_sent_and_not_the_records_of_a_rejected_file() {
+    let sandbox = Sandbox::new();
+    let import_dir = sandbox.path().join("in");
+    std::fs::create_dir(&import_dir).unwrap();
+    let header = "queue,start,offered,handled,abandoned,handle_time\n";
+    std::fs::write(
+        import_dir.join("a-good.csv"),
+        format!("{header}Q1,2024-03-04 08:00,10,9,1,60\nQ2,2024-03-04 08:00,5,5,0,30\n"),
+    )
+    .unwrap();
+    // 4000 good rows (more than one block of encoded records, so pages of them are held
+    // before the bad row is reached), then a bad one: the whole file is rejected.
+    let mut bad = String::from(header);
+    for queue in 0..4000 {
+        bad.push_str(&format!("Q{queue},2024-03-04 08:00,1,1,0,0\n"));
+    }
+    bad.push_str("Q5,2024-03-04 08:00,lots,2,0,0\n");
+    std::fs::write(import_dir.join("b-bad.csv"), bad).unwrap();
+    std::fs::write(
+        sandbox.path().join("acdlink.toml"),
+        format!(
+            r#"[[connector]]
+name = "files"
+plugin = "csv"
+timezone = "UTC"
+
+[connector.settings]
+settle_secs = 0
+
+[connector.settings.phonelink]
+import_dir = "{import_dir}"
+layout = "intervals"
+interval_minutes = 15
+
+[connector.settings.phonelink.format]
+timestamp_format = "YYYY-MM-DD hh:mm"
+
+[connector.settings.phonelink.columns]
+queue = "queue"
+timestamp = "start"
+offered = "offered"
+handled = "handled"
+abandoned = "abandoned"
+handle_time = "handle_time"
+"#,
+            import_dir = import_dir.display(),
+        ),
+    )
+    .unwrap();
+    let output = sandbox.acdlink(&[
+        "read",
+        "files",
+        "--stream",
+        "phonelink-intervals",
+        "--max-records",
+        "1000",
+    ]);
+    let text = stderr(&output);
+    assert!(output.status.success(), "{text}");
+    let queues: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["queue_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(queues, ["Q1", "Q2"]);
+    assert!(
+        text.contains("read 2 phonelink-intervals record(s) from `files` since the beginning (nothing committed) into stdout in "),
+        "{text}"
+    );
+    let dropped = text
+        .split(", 1 rejected, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("a count of dropped records");
+    assert!(
+        dropped >= 1000
+            && text
+                .contains("dropped with the files they came from (rejected, or imported before)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rejected b-bad.csv:4002:3 (offered)"),
+        "{text}"
+    );
+    // `read` never commits: both files are still where they were.
+    assert_eq!(names(&import_dir), ["a-good.csv", "b-bad.csv"]);
+}
