@@ -52,6 +52,49 @@ fn excel_export() -> Vec<u8> {
     bytes
 }
 
+/// Writes the sandbox's configuration: `head` (host and upload sections), then CSV
+/// connector `name` (with `connector_keys`) reading 15-minute intervals with columns
+/// `queue,start,offered,handled,abandoned,handle_time` from `import_dir`.
+fn write_intervals_config(
+    sandbox: &Sandbox,
+    head: &str,
+    name: &str,
+    connector_keys: &str,
+    import_dir: &Path,
+) {
+    std::fs::write(
+        sandbox.path().join("acdlink.toml"),
+        format!(
+            r#"{head}[[connector]]
+name = "{name}"
+plugin = "csv"
+timezone = "UTC"
+{connector_keys}
+[connector.settings]
+settle_secs = 0
+
+[connector.settings.phonelink]
+import_dir = "{import_dir}"
+layout = "intervals"
+interval_minutes = 15
+
+[connector.settings.phonelink.format]
+timestamp_format = "YYYY-MM-DD hh:mm"
+
+[connector.settings.phonelink.columns]
+queue = "queue"
+timestamp = "start"
+offered = "offered"
+handled = "handled"
+abandoned = "abandoned"
+handle_time = "handle_time"
+"#,
+            import_dir = import_dir.display(),
+        ),
+    )
+    .unwrap();
+}
+
 struct Folders {
     phonelink: PathBuf,
     timelink: PathBuf,
@@ -406,45 +449,17 @@ fn a_file_bigger_than_the_outbox_is_held_whole_and_what_a_crashed_read_held_is_d
         }
     }
     std::fs::write(import_dir.join("history.csv"), text).unwrap();
-    std::fs::write(
-        sandbox.path().join("acdlink.toml"),
-        format!(
-            r#"[host]
-state_dir = "state"
-max_outbox_records = 1000
-
-{upload}batch_size = 200
-
-[[connector]]
-name = "history"
-plugin = "csv"
-timezone = "UTC"
-max_records = 250
-
-[connector.settings]
-settle_secs = 0
-
-[connector.settings.phonelink]
-import_dir = "{import_dir}"
-layout = "intervals"
-interval_minutes = 15
-
-[connector.settings.phonelink.format]
-timestamp_format = "YYYY-MM-DD hh:mm"
-
-[connector.settings.phonelink.columns]
-queue = "queue"
-timestamp = "start"
-offered = "offered"
-handled = "handled"
-abandoned = "abandoned"
-handle_time = "handle_time"
-"#,
-            upload = upload_section(&receiver),
-            import_dir = import_dir.display(),
-        ),
-    )
-    .unwrap();
+    let head = format!(
+        "[host]\nstate_dir = \"state\"\nmax_outbox_records = 1000\n\n{}batch_size = 200\n\n",
+        upload_section(&receiver)
+    );
+    write_intervals_config(
+        &sandbox,
+        &head,
+        "history",
+        "max_records = 250\n",
+        &import_dir,
+    );
     // A read that stopped (a crash) while it held pages of the file left them in the
     // outbox: they were never sent, and the next read drops them and reads the file again.
     {
@@ -518,37 +533,7 @@ fn acdlink_read_writes_out_what_would_be_sent_and_not_the_records_of_a_rejected_
     }
     bad.push_str("Q5,2024-03-04 08:00,lots,2,0,0\n");
     std::fs::write(import_dir.join("b-bad.csv"), bad).unwrap();
-    std::fs::write(
-        sandbox.path().join("acdlink.toml"),
-        format!(
-            r#"[[connector]]
-name = "files"
-plugin = "csv"
-timezone = "UTC"
-
-[connector.settings]
-settle_secs = 0
-
-[connector.settings.phonelink]
-import_dir = "{import_dir}"
-layout = "intervals"
-interval_minutes = 15
-
-[connector.settings.phonelink.format]
-timestamp_format = "YYYY-MM-DD hh:mm"
-
-[connector.settings.phonelink.columns]
-queue = "queue"
-timestamp = "start"
-offered = "offered"
-handled = "handled"
-abandoned = "abandoned"
-handle_time = "handle_time"
-"#,
-            import_dir = import_dir.display(),
-        ),
-    )
-    .unwrap();
+    write_intervals_config(&sandbox, "", "files", "", &import_dir);
     let output = sandbox.acdlink(&[
         "read",
         "files",
