@@ -57,3 +57,55 @@ fn conforms_with_intervals_and_start_only_statuses_in_small_pages() {
     assert_eq!(n_records(StreamKind::PHONELINK_CONTACTS), Some(0));
     assert_eq!(n_records(StreamKind::TIMELINK), Some(3));
 }
+
+#[test]
+fn conforms_when_pages_of_a_file_are_held_and_then_discarded() {
+    // The oldest file has more good rows than fit in one block of encoded records, so
+    // pages of it are held, and then a bad row: its records are discarded, and only the
+    // second file's go out. A crash during the hold must yield the held batch again.
+    let phonelink = Folder::new();
+    let mut text = String::from("queue,name,start,offered,handled,abandoned,handle_time\n");
+    for queue in 0..4000 {
+        text.push_str(&format!(
+            "Q{queue},Queue {queue},2024-03-04 08:00,1,1,0,0\n"
+        ));
+    }
+    text.push_str("Q1,Sales,2024-03-04 08:30,many,1,0,0\n");
+    std::fs::write(phonelink.path("a-bad.csv"), text).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(phonelink.path("a-bad.csv"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    phonelink.drop_fixture("intervals_basic.csv", "b.csv");
+    let settings = json!({
+        "settle_secs": 0,
+        "after_import": "keep",
+        "phonelink": {
+            "import_dir": phonelink.import_dir, "layout": "intervals",
+            "format": { "timestamp_format": "YYYY-MM-DD hh:mm" },
+            "columns": {
+                "queue": "queue", "queue_name": "name", "timestamp": "start",
+                "offered": "offered", "handled": "handled", "abandoned": "abandoned",
+                "handle_time": "handle_time"
+            }
+        }
+    });
+    let window = TimeWindow::new(UtcMillis(0), UtcMillis(1));
+    let report = Conformance::new(&settings, window)
+        .max_records(1000)
+        .run::<CsvConnector>()
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    let intervals = report
+        .streams
+        .iter()
+        .find(|checked| checked.stream == StreamKind::PHONELINK_INTERVALS)
+        .expect("intervals checked");
+    assert_eq!(intervals.n_records, 3);
+    assert_eq!(
+        phonelink.names("error"),
+        ["a-bad.csv", "a-bad.csv.error.txt"]
+    );
+}
