@@ -106,12 +106,6 @@ pub struct Decoder {
     last_instant: i64,
 }
 
-/// The error of an encoder whose decoder was dropped: the read stopped, and the
-/// converting thread stops with it.
-pub fn is_stopped(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::BrokenPipe
-}
-
 impl Encoder {
     pub fn interval(
         &mut self,
@@ -231,6 +225,8 @@ impl Encoder {
         Ok(())
     }
 
+    /// Fails (`BrokenPipe`) when the decoder was dropped: the read stopped, and the
+    /// converting thread stops with it.
     fn send_block(&mut self) -> io::Result<()> {
         let block = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES + 1024));
         self.out.send(block).map_err(|_| {
@@ -617,7 +613,7 @@ mod tests {
             .map(|_| encoder.interval(&record, None))
             .find_map(Result::err)
             .expect("the encoder notices that nobody decodes");
-        assert!(is_stopped(&error));
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
 
         let (encoder, mut decoder) = channel();
         encoder.out.send(vec![0x05, b'Q']).unwrap();
