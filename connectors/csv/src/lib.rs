@@ -866,7 +866,7 @@ impl CsvConnector {
             return Ok(batch);
         }
         let flight = self.in_flight.take().expect("checked above");
-        let (delivery, rejects) = self.finish_file(stream_kind, state, flight);
+        let (delivery, rejects) = self.finish_file(state, flight);
         let mut batch = ReadBatch::last(if delivery == Delivery::SEND {
             records
         } else {
@@ -931,12 +931,7 @@ impl CsvConnector {
     /// Ends the file of `flight` in `state`: `SEND` releases its records, `DISCARD` drops
     /// them (the file is bad, imported before, or changed while it was read). Also gives
     /// the rejects to report with the page.
-    fn finish_file(
-        &mut self,
-        stream_kind: StreamKind,
-        state: &mut State,
-        mut flight: InFlight,
-    ) -> (Delivery, Vec<Reject>) {
+    fn finish_file(&mut self, state: &mut State, mut flight: InFlight) -> (Delivery, Vec<Reject>) {
         let scan = flight.scan.take().expect("a finished file has its scan");
         let candidate = flight.candidate;
         if scan.n_bytes != candidate.size {
@@ -1013,7 +1008,6 @@ impl CsvConnector {
                 scan.n_bad_rows,
             ));
         }
-        debug_assert_eq!(self.stream(stream_kind).name, state.stream);
         state.open_spans = scan.open_spans;
         state.files.push(file);
         (Delivery::SEND, scan.rejects)

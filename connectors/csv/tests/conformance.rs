@@ -10,6 +10,19 @@ use acdlink_connector_csv::CsvConnector;
 use common::Folder;
 use serde_json::json;
 
+/// The `phonelink` settings for the columns of `intervals_basic.csv` in `folder`.
+fn intervals(folder: &Folder) -> serde_json::Value {
+    json!({
+        "import_dir": folder.import_dir, "layout": "intervals",
+        "format": { "timestamp_format": "YYYY-MM-DD hh:mm" },
+        "columns": {
+            "queue": "queue", "queue_name": "name", "timestamp": "start",
+            "offered": "offered", "handled": "handled", "abandoned": "abandoned",
+            "handle_time": "handle_time"
+        }
+    })
+}
+
 #[test]
 fn conforms_with_intervals_and_start_only_statuses_in_small_pages() {
     let phonelink = Folder::new();
@@ -21,15 +34,7 @@ fn conforms_with_intervals_and_start_only_statuses_in_small_pages() {
         "settle_secs": 0,
         // The kit reads every stream several times from the start: keep the files.
         "after_import": "keep",
-        "phonelink": {
-            "import_dir": phonelink.import_dir, "layout": "intervals",
-            "format": { "timestamp_format": "YYYY-MM-DD hh:mm" },
-            "columns": {
-                "queue": "queue", "queue_name": "name", "timestamp": "start",
-                "offered": "offered", "handled": "handled", "abandoned": "abandoned",
-                "handle_time": "handle_time"
-            }
-        },
+        "phonelink": intervals(&phonelink),
         "timelink": {
             "import_dir": timelink.import_dir, "span": "start-only",
             "logoff_activities": ["LOGOUT"],
@@ -83,15 +88,7 @@ fn conforms_when_pages_of_a_file_are_held_and_then_discarded() {
     let settings = json!({
         "settle_secs": 0,
         "after_import": "keep",
-        "phonelink": {
-            "import_dir": phonelink.import_dir, "layout": "intervals",
-            "format": { "timestamp_format": "YYYY-MM-DD hh:mm" },
-            "columns": {
-                "queue": "queue", "queue_name": "name", "timestamp": "start",
-                "offered": "offered", "handled": "handled", "abandoned": "abandoned",
-                "handle_time": "handle_time"
-            }
-        }
+        "phonelink": intervals(&phonelink)
     });
     let window = TimeWindow::new(UtcMillis(0), UtcMillis(1));
     let report = Conformance::new(&settings, window)
